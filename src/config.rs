@@ -1,0 +1,221 @@
+//! Command-line flags, parsed by hand into a plain [`Config`].
+//!
+//! The flags are the ones pinned by the wire contract (`PROTOCOL.md`):
+//! a bad flag is exit code 2 with the usage text, `--help` prints it.
+//! `REDIS_URL` and `RUST_LOG` are read here too, so the rest of the program
+//! sees one value for each setting.
+
+use log::LevelFilter;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
+               [--max-connections N] [--heartbeat SECS] [--www DIR]
+
+  --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
+  --port N               port, 0 picks a free one (default 8000)
+  --redis URL            keep history, inboxes, sessions and users in Redis
+                         (env REDIS_URL also accepted; default: in memory)
+  --log-level LEVEL      error, warn, info, debug, trace (default info;
+                         env RUST_LOG also accepted)
+  --max-connections N    open connections beyond this get 503 (default 10000)
+  --heartbeat SECS       ping a WebSocket silent this long; close it after
+                         2 to 3 times this long (default 30)
+  --www DIR              serve the page from DIR instead of the embedded copy";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub redis: Option<String>,
+    pub log_level: LevelFilter,
+    pub max_connections: usize,
+    /// See `connection::HEARTBEAT` for how this is used.
+    pub heartbeat: Duration,
+    pub www: Option<PathBuf>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum ArgsError {
+    Help,
+    Bad(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            redis: None,
+            log_level: LevelFilter::Info,
+            max_connections: 10_000,
+            heartbeat: Duration::from_secs(30),
+            www: None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses flags (`--flag value` or `--flag=value`), then fills what was not
+    /// given from `REDIS_URL` / `RUST_LOG`.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Config, ArgsError> {
+        Self::parse(args, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_args`] with the environment passed in, for tests.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ArgsError> {
+        let mut config = Config::default();
+        let mut log_level_given = false;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Err(ArgsError::Help);
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_string(), Some(value.to_string()))
+                }
+                _ => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| ArgsError::Bad(format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--host" => config.host = value()?,
+                "--port" => config.port = number(&flag, &value()?)?,
+                "--redis" => config.redis = Some(value()?),
+                "--log-level" => {
+                    config.log_level = level(&value()?).ok_or_else(|| {
+                        ArgsError::Bad(format!(
+                            "{flag}: expected error, warn, info, debug or trace"
+                        ))
+                    })?;
+                    log_level_given = true;
+                }
+                "--max-connections" => {
+                    config.max_connections = number(&flag, &value()?)?;
+                    if config.max_connections == 0 {
+                        return Err(ArgsError::Bad(format!("{flag} must be at least 1")));
+                    }
+                }
+                "--heartbeat" => {
+                    let raw = value()?;
+                    let secs: f64 = raw
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+                        .ok_or_else(|| {
+                            ArgsError::Bad(format!("{flag}: expected seconds > 0, got {raw:?}"))
+                        })?;
+                    config.heartbeat = Duration::from_secs_f64(secs);
+                }
+                "--www" => config.www = Some(PathBuf::from(value()?)),
+                _ => return Err(ArgsError::Bad(format!("unknown argument {arg:?}"))),
+            }
+        }
+        if config.redis.is_none() {
+            config.redis = env("REDIS_URL").filter(|url| !url.is_empty());
+        }
+        if !log_level_given && let Some(level) = env("RUST_LOG").as_deref().and_then(rust_log_level)
+        {
+            config.log_level = level;
+        }
+        Ok(config)
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, raw: &str) -> Result<T, ArgsError> {
+    raw.parse()
+        .map_err(|_| ArgsError::Bad(format!("{flag}: expected a number, got {raw:?}")))
+}
+
+fn level(raw: &str) -> Option<LevelFilter> {
+    match raw.to_ascii_lowercase().as_str() {
+        "error" => Some(LevelFilter::Error),
+        "warn" => Some(LevelFilter::Warn),
+        "info" => Some(LevelFilter::Info),
+        "debug" => Some(LevelFilter::Debug),
+        "trace" => Some(LevelFilter::Trace),
+        "off" => Some(LevelFilter::Off),
+        _ => None,
+    }
+}
+
+/// `RUST_LOG` is often `debug` but may be `lanchat=debug,other=warn`:
+/// take the bare level, or the one given for `lanchat`.
+fn rust_log_level(raw: &str) -> Option<LevelFilter> {
+    raw.split(',').find_map(|part| match part.split_once('=') {
+        Some(("lanchat", lvl)) => level(lvl),
+        Some(_) => None,
+        None => level(part),
+    })
+}
+
+/// Logs go to stderr (stdout carries only the `listening on` line), with
+/// thread names, which tell which connection a line is about.
+pub fn init_logging(level: LevelFilter) {
+    use std::io::IsTerminal;
+    // tungstenite logs every frame at trace/debug; keep it quiet unless asked.
+    let tungstenite = if level >= LevelFilter::Trace {
+        level
+    } else {
+        LevelFilter::Warn
+    };
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("tungstenite", tungstenite)
+        .with_colors(std::io::stderr().is_terminal())
+        .with_threads(true)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ArgsError> {
+        Config::parse(args.iter().map(|s| s.to_string()), |_| None)
+    }
+
+    #[test]
+    fn flags_in_both_spellings() {
+        let c = parse(&["--port", "0", "--host=127.0.0.1", "--heartbeat", "0.5"]).unwrap();
+        assert_eq!((c.port, c.host.as_str()), (0, "127.0.0.1"));
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        for args in [
+            &["--port", "x"][..],
+            &["--nope"],
+            &["--port"],
+            &["--heartbeat", "0"],
+            &["--log-level", "loud"],
+        ] {
+            assert!(matches!(parse(args), Err(ArgsError::Bad(_))), "{args:?}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err(), ArgsError::Help);
+    }
+
+    #[test]
+    fn environment_fills_the_gaps() {
+        let env = |k: &str| match k {
+            "REDIS_URL" => Some("redis://x".to_string()),
+            "RUST_LOG" => Some("hyper=warn,lanchat=debug".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(Vec::<String>::new(), env).unwrap();
+        assert_eq!(c.redis.as_deref(), Some("redis://x"));
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        let c = Config::parse(["--log-level".to_string(), "warn".to_string()], env).unwrap();
+        assert_eq!(c.log_level, LevelFilter::Warn);
+    }
+}

@@ -1,0 +1,50 @@
+//! lanchat: a LAN chat server in one small binary.
+//!
+//! A teacher runs `lanchat` on a laptop; everyone on the LAN opens the printed
+//! URL, picks a nickname and chats. The server is deliberately *synchronous*:
+//! a blocking `TcpListener` and one thread per connection (plus one writer
+//! thread per WebSocket), no async runtime. The point is to show that this
+//! model, built with care, is simple to read and holds up well.
+//!
+//! # Layout: one module per idea
+//!
+//! | module         | role |
+//! |----------------|------|
+//! | [`config`]     | command-line flags -> [`config::Config`] |
+//! | [`server`]     | the listener, one thread per connection, HTTP routing |
+//! | [`http`]       | reading a request head and form, writing a response |
+//! | [`session`]    | nicknames, cookies, who is logged in |
+//! | [`page`]       | the web page in `www/` (embedded) and the login form |
+//! | [`connection`] | one WebSocket: its read pump, its write pump, its outbox |
+//! | [`hub`]        | who is online, the recent history, fan-out of frames |
+//! | [`protocol`]   | the JSON frames in and out, encoded once per message |
+//! | [`store`]      | what outlives the process: memory or Redis |
+//!
+//! # How a room message travels
+//!
+//! ```text
+//!  alice's socket ──> read pump (alice) ──> Hub::say ──> encode once ──┬─> outbox(alice) ──> write pump ──> socket
+//!                     parse, rate-limit     lock: append history,      ├─> outbox(bob)   ──> write pump ──> socket
+//!                                           push Arc<frame> to each    └─> outbox(carol) ──> write pump ──> socket
+//! ```
+//!
+//! Exactly one thread (the write pump) writes each socket; everything else
+//! pushes already-encoded frames into that connection's bounded outbox.
+
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod hub;
+pub mod page;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod store;
+
+/// Milliseconds since the Unix epoch: the `ts` of every frame.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,245 @@
+//! The JSON frames of the wire contract (`PROTOCOL.md`), in and out.
+//!
+//! Incoming: [`parse_client_frame`] turns a client's text frame into a
+//! [`ClientFrame`] or a [`ClientError`]; it never panics, whatever the bytes.
+//!
+//! Outgoing: [`ServerFrame`] is every frame the server sends. [`encode`]
+//! serializes it to JSON *and* wraps it in a WebSocket frame once, giving an
+//! [`Encoded`] (an `Arc<[u8]>`) that every recipient's outbox shares. Server
+//! frames are unmasked, so the bytes are the same for everybody: a room
+//! message to 1,000 people costs one serialization and 1,000 pointer copies.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Longest message text, in Unicode code points after trimming.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+/// A room message (`M` in the contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomMessage {
+    pub id: String,
+    pub from: String,
+    pub text: String,
+    pub ts: u64,
+}
+
+/// A private message (`P` in the contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivateMessage {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub text: String,
+    pub ts: u64,
+}
+
+/// Every frame the server sends; `type` is the variant's name in lowercase.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    Welcome { name: &'a str, users: Vec<&'a str> },
+    History { messages: Vec<&'a RoomMessage> },
+    Offline { messages: &'a [PrivateMessage] },
+    Join { name: &'a str, ts: u64 },
+    Leave { name: &'a str, ts: u64 },
+    Message(&'a RoomMessage),
+    Private(&'a PrivateMessage),
+    Error { code: ErrorCode, message: &'a str },
+}
+
+/// A complete WebSocket frame, ready to write, shared by all its recipients.
+#[derive(Debug, Clone)]
+pub struct Encoded(pub Arc<[u8]>);
+
+impl Encoded {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Serializes `frame` and wraps it in one final, unmasked text frame.
+pub fn encode(frame: &ServerFrame) -> Encoded {
+    let json =
+        serde_json::to_vec(frame).expect("server frames are plain data and always serialize");
+    let frame = Frame::message(json, OpCode::Data(Data::Text), true);
+    let mut out = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
+    Encoded(out.into())
+}
+
+/// The error codes of the contract's `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Empty,
+    TooLong,
+    UnknownUser,
+    RateLimited,
+}
+
+/// Why a client frame was refused: a code and a human-readable message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ClientError {
+        ClientError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn encode(&self) -> Encoded {
+        encode(&ServerFrame::Error {
+            code: self.code,
+            message: &self.message,
+        })
+    }
+}
+
+/// What a client asked for, validated: texts and names are trimmed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    /// `{"type":"message","text":...}`, or any text frame that is not a JSON object.
+    Say { text: String },
+    /// `{"type":"private","to":...,"text":...}`
+    Whisper { to: String, text: String },
+}
+
+/// Parses and validates one text frame from a client.
+pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
+    let object = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(object)) => object,
+        // Not a JSON object: the whole frame is the text (so that
+        // `ws.send("hi")` from a browser console just works).
+        _ => {
+            return Ok(ClientFrame::Say {
+                text: valid_text(raw)?,
+            });
+        }
+    };
+    let field = |name: &str| object.get(name).and_then(|v| v.as_str());
+    let bad = |what: &str| ClientError::new(ErrorCode::BadRequest, what);
+    match object.get("type").and_then(|t| t.as_str()) {
+        Some("message") => {
+            let text = field("text").ok_or_else(|| bad("a message needs a string \"text\""))?;
+            Ok(ClientFrame::Say {
+                text: valid_text(text)?,
+            })
+        }
+        Some("private") => {
+            let to = field("to").ok_or_else(|| bad("a private message needs a string \"to\""))?;
+            let text =
+                field("text").ok_or_else(|| bad("a private message needs a string \"text\""))?;
+            Ok(ClientFrame::Whisper {
+                to: to.trim().to_string(),
+                text: valid_text(text)?,
+            })
+        }
+        Some(other) => Err(bad(&format!(
+            "unknown frame type {other:?}: expected \"message\" or \"private\""
+        ))),
+        None => Err(bad("a frame needs a string \"type\"")),
+    }
+}
+
+/// A message text trimmed, with 1 to [`MAX_TEXT_CHARS`] code points.
+fn valid_text(raw: &str) -> Result<String, ClientError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ClientError::new(ErrorCode::Empty, "The message is empty."));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(ClientError::new(
+            ErrorCode::TooLong,
+            format!("The message is too long: {chars} characters, at most {MAX_TEXT_CHARS}."),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(raw: &str) -> ErrorCode {
+        parse_client_frame(raw).unwrap_err().code
+    }
+
+    #[test]
+    fn frames_parse_and_trim() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"message","text":"  hi "}"#),
+            Ok(ClientFrame::Say { text: "hi".into() })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"private","to":" bob ","text":"yo","extra":1}"#),
+            Ok(ClientFrame::Whisper {
+                to: "bob".into(),
+                text: "yo".into()
+            })
+        );
+        // Not an object: the frame itself is the text.
+        for raw in ["hi", "42", "[1,2]", "\"quoted\"", "{not json"] {
+            assert_eq!(
+                parse_client_frame(raw),
+                Ok(ClientFrame::Say { text: raw.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_frames_get_their_code() {
+        assert_eq!(code(r#"{"type":"message"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"message","text":5}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"shout","text":"x"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(r#"{"text":"x"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"private","text":"x"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"message","text":" \n "}"#),
+            ErrorCode::Empty
+        );
+        assert_eq!(code("   "), ErrorCode::Empty);
+        assert_eq!(code(&"é".repeat(4001)), ErrorCode::TooLong);
+        assert!(parse_client_frame(&"é".repeat(4000)).is_ok());
+    }
+
+    #[test]
+    fn encoded_frames_are_one_text_frame() {
+        let m = RoomMessage {
+            id: "i".into(),
+            from: "a".into(),
+            text: "<b>".into(),
+            ts: 7,
+        };
+        let bytes = encode(&ServerFrame::Message(&m));
+        let json = r#"{"type":"message","id":"i","from":"a","text":"<b>","ts":7}"#;
+        assert_eq!(bytes.bytes()[0], 0x81); // FIN + text
+        assert_eq!(bytes.bytes()[1] as usize, json.len()); // unmasked, short length
+        assert_eq!(&bytes.bytes()[2..], json.as_bytes());
+        let err = ClientError::new(ErrorCode::RateLimited, "slow down").encode();
+        assert!(
+            String::from_utf8_lossy(err.bytes())
+                .contains(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#)
+        );
+    }
+}
