@@ -17,8 +17,10 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 /// Longest message text, in Unicode code points after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
-/// A room message (`M` in the contract).
+/// A room message (`M` in the contract). It carries its own `"type"`, as it
+/// is sent, replayed in `history` and stored in Redis in the same shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "message")]
 pub struct RoomMessage {
     pub id: String,
     pub from: String,
@@ -26,8 +28,9 @@ pub struct RoomMessage {
     pub ts: u64,
 }
 
-/// A private message (`P` in the contract).
+/// A private message (`P` in the contract), with its own `"type"` too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "private")]
 pub struct PrivateMessage {
     pub id: String,
     pub from: String,
@@ -40,14 +43,33 @@ pub struct PrivateMessage {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
-    Welcome { name: &'a str, users: Vec<&'a str> },
-    History { messages: Vec<&'a RoomMessage> },
-    Offline { messages: &'a [PrivateMessage] },
-    Join { name: &'a str, ts: u64 },
-    Leave { name: &'a str, ts: u64 },
+    Welcome {
+        name: &'a str,
+        users: Vec<&'a str>,
+    },
+    History {
+        messages: Vec<&'a RoomMessage>,
+    },
+    Offline {
+        messages: &'a [PrivateMessage],
+    },
+    Join {
+        name: &'a str,
+        ts: u64,
+    },
+    Leave {
+        name: &'a str,
+        ts: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+    },
+    /// Messages carry their own `"type"`: no second tag here.
+    #[serde(untagged)]
     Message(&'a RoomMessage),
+    #[serde(untagged)]
     Private(&'a PrivateMessage),
-    Error { code: ErrorCode, message: &'a str },
 }
 
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
@@ -236,6 +258,16 @@ mod tests {
         assert_eq!(bytes.bytes()[0], 0x81); // FIN + text
         assert_eq!(bytes.bytes()[1] as usize, json.len()); // unmasked, short length
         assert_eq!(&bytes.bytes()[2..], json.as_bytes());
+        let p = PrivateMessage {
+            id: "i".into(),
+            from: "a".into(),
+            to: "b".into(),
+            text: "t".into(),
+            ts: 1,
+        };
+        let offline = encode(&ServerFrame::Offline { messages: &[p] });
+        let want = r#"{"type":"offline","messages":[{"type":"private","id":"i","from":"a","to":"b","text":"t","ts":1}]}"#;
+        assert_eq!(&offline.bytes()[2..], want.as_bytes());
         let err = ClientError::new(ErrorCode::RateLimited, "slow down").encode();
         assert!(
             String::from_utf8_lossy(err.bytes())

@@ -1,0 +1,331 @@
+//! Test harness: the real `lanchat` binary on loopback, a raw HTTP client,
+//! and a real WebSocket client (tungstenite's). Every wait has a deadline
+//! ([`TIMEOUT`]), so a hang fails the test instead of stalling CI.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// Longest any single wait may take. Generous: CI machines are loaded.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `lanchat` process, killed when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl Server {
+    /// Starts the binary on 127.0.0.1 with a free port and waits for its
+    /// `listening on` line.
+    pub fn start(extra: &[&str]) -> Server {
+        Self::try_start(extra).unwrap_or_else(|output| panic!("server did not start: {output}"))
+    }
+
+    /// Like [`Server::start`], but returns the process's output on failure.
+    pub fn try_start(extra: &[&str]) -> Result<Server, String> {
+        let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = log_dir.join(format!("{}-{n}.log", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"])
+            .args(extra)
+            .env_remove("REDIS_URL")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("run lanchat");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, line) = mpsc::channel();
+        std::thread::spawn(move || {
+            for text in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(text);
+            }
+        });
+        let listening = line
+            .recv_timeout(TIMEOUT)
+            .ok()
+            .filter(|l| l.contains("listening on http://"));
+        let Some(listening) = listening else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        };
+        let addr = listening
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Ok(Server { addr, child })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// `/healthz` as JSON.
+    pub fn health(&self) -> Value {
+        let response = get(self, "/healthz", None);
+        assert_eq!(response.status, 200);
+        serde_json::from_str(&response.body).unwrap()
+    }
+
+    /// Open WebSocket connections as the server counts them.
+    pub fn connections(&self) -> u64 {
+        self.health()["connections"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds; panics with `what` after [`TIMEOUT`].
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The `Cookie` header a browser would send back after this response.
+    pub fn cookie_header(&self) -> String {
+        self.set_cookies()
+            .iter()
+            .map(|c| c.split(';').next().unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Sends raw bytes as a request and reads the response until the server closes.
+pub fn raw_http(server: &Server, request: &[u8]) -> HttpResponse {
+    let mut socket = TcpStream::connect(server.addr).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket.write_all(request).unwrap();
+    let mut bytes = Vec::new();
+    let _ = socket.read_to_end(&mut bytes); // a reset after the response is fine
+    parse_response(&bytes)
+}
+
+pub fn parse_response(bytes: &[u8]) -> HttpResponse {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        other => panic!(
+            "bad response {other:?}: {:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    };
+    HttpResponse {
+        status: response.code.unwrap(),
+        headers: response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes[head_len..]).into_owned(),
+    }
+}
+
+pub fn get(server: &Server, path: &str, cookie: Option<&str>) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    raw_http(
+        server,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{cookie}\r\n",
+            server.addr
+        )
+        .as_bytes(),
+    )
+}
+
+pub fn post_form(server: &Server, path: &str, form: &str, cookie: Option<&str>) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        server.addr,
+        form.len()
+    );
+    raw_http(server, request.as_bytes())
+}
+
+/// Percent-encodes a form value.
+pub fn form_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Logs in as `name` and returns the `Cookie` header for later requests.
+pub fn login(server: &Server, name: &str) -> String {
+    let response = post_form(
+        server,
+        "/login",
+        &format!("name={}", form_value(name)),
+        None,
+    );
+    assert_eq!(response.status, 303, "login as {name:?}: {}", response.body);
+    response.cookie_header()
+}
+
+// ---------------------------------------------------------------- WebSocket
+
+/// A WebSocket client. Reads time out after [`TIMEOUT`].
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    /// Opens `/ws` with these cookies (and extra headers); on refusal,
+    /// returns the HTTP status.
+    pub fn connect_with(
+        server: &Server,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
+        let mut request = server.url("/ws").into_client_request().unwrap();
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("Cookie", cookie.parse().unwrap());
+        }
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let socket = TcpStream::connect(server.addr).unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match tungstenite::client::client(request, socket) {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("handshake failed: {e}"),
+        }
+    }
+
+    pub fn connect(server: &Server, cookie: &str) -> Client {
+        Self::connect_with(server, Some(cookie), &[]).expect("upgrade refused")
+    }
+
+    /// Logs in as `name`, connects, and reads the three opening frames.
+    /// Returns the client and the `welcome` frame.
+    pub fn join(server: &Server, name: &str) -> (Client, Value) {
+        let cookie = login(server, name);
+        let mut client = Client::connect(server, &cookie);
+        let welcome = client.recv();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(client.recv()["type"], "history");
+        assert_eq!(client.recv()["type"], "offline");
+        (client, welcome)
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).unwrap();
+    }
+
+    pub fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string());
+    }
+
+    pub fn say(&mut self, text: &str) {
+        self.send(serde_json::json!({"type": "message", "text": text}));
+    }
+
+    /// The next text frame, as JSON.
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    return serde_json::from_str(text.as_str()).expect("server frames are JSON");
+                }
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(other) => panic!("expected a text frame, got {other:?}"),
+                Err(e) => panic!("read failed (or timed out): {e}"),
+            }
+        }
+    }
+
+    /// The next frame of type `kind`, skipping others (join/leave, ...).
+    pub fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv();
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// After our own close: reads until the server answers or hangs up.
+    pub fn expect_close_or_end(&mut self) {
+        while self.ws.read().is_ok() {}
+    }
+
+    /// Reads until the server closes; returns the close code it sent.
+    pub fn expect_close(&mut self) -> CloseCode {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => return frame.code,
+                Ok(Message::Close(None)) => panic!("close frame without a code"),
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+    }
+}
