@@ -24,7 +24,7 @@ use crate::http::{self, ReadError, Request, Response};
 use crate::hub::Hub;
 use crate::page::Page;
 use crate::session::{self, SESSION_COOKIE, Session};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store};
 use log::{debug, error, info, warn};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -55,11 +55,7 @@ pub struct Shared {
 pub fn run(config: Config) -> Result<(), String> {
     let store: Arc<dyn Store> = match &config.redis {
         None => Arc::new(MemoryStore::new()),
-        Some(url) => {
-            return Err(format!(
-                "cannot use Redis at {url}: this build keeps everything in memory"
-            ));
-        }
+        Some(url) => Arc::new(RedisStore::connect(url)?),
     };
     let page = Page::new(config.www.clone()).map_err(|e| format!("--www: {e}"))?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -191,7 +187,8 @@ fn route(request: &Request, shared: &Shared) -> Response {
         ("/healthz", true) => {
             let (connections, users) = shared.hub.counts();
             let body = serde_json::json!({
-                "status": "ok", "connections": connections, "users": users, "store": store.kind(),
+                "status": if store.healthy() { "ok" } else { "degraded" },
+                "connections": connections, "users": users, "store": store.kind(),
             });
             Response::json(200, &body).with_header("Cache-Control", "no-store")
         }

@@ -9,8 +9,10 @@
 //! else may do I/O and is only called with no lock held.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 use crate::protocol::{PrivateMessage, RoomMessage};
 use crate::session::Session;
@@ -41,4 +43,14 @@ pub trait Store: Send + Sync {
     /// kept while it is offline, instead of `unknown_user`).
     fn add_user(&self, name: &str);
     fn is_known_user(&self, name: &str) -> bool;
+    /// False while the store cannot reach its backend (`/healthz` says
+    /// `degraded`); the chat goes on meanwhile.
+    fn healthy(&self) -> bool {
+        true
+    }
+    /// Waits until accepted writes are stored, at most `timeout` (at
+    /// shutdown). Returns how many are still waiting.
+    fn flush(&self, _timeout: std::time::Duration) -> usize {
+        0
+    }
 }

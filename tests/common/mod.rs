@@ -71,10 +71,6 @@ impl Server {
         Ok(Server { addr, child })
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
     /// `/healthz` as JSON.
     pub fn health(&self) -> Value {
         let response = get(self, "/healthz", None);
@@ -239,7 +235,16 @@ impl Client {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<Client, u16> {
-        let mut request = server.url("/ws").into_client_request().unwrap();
+        Self::connect_to(server.addr, cookie, headers)
+    }
+
+    /// [`Client::connect_with`] by address (for threads that hold no `Server`).
+    pub fn connect_to(
+        addr: SocketAddr,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
         if let Some(cookie) = cookie {
             request
                 .headers_mut()
@@ -249,7 +254,7 @@ impl Client {
             let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
             request.headers_mut().insert(name, value.parse().unwrap());
         }
-        let socket = TcpStream::connect(server.addr).unwrap();
+        let socket = TcpStream::connect(addr).unwrap();
         socket.set_read_timeout(Some(TIMEOUT)).unwrap();
         match tungstenite::client::client(request, socket) {
             Ok((ws, _)) => Ok(Client { ws }),
@@ -327,5 +332,106 @@ impl Client {
                 Err(e) => panic!("connection ended without a close frame: {e}"),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- Redis
+
+/// A real `redis-server` on a free loopback port, killed when dropped. Its
+/// data lives in a temporary folder with an append-only file, so it can be
+/// killed and started again with its data (see [`RedisServer::restart`]).
+/// Fails (never skips) when `redis-server` cannot be started.
+pub struct RedisServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = RedisServer {
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server; `make test` installs it)");
+        self.child = Some(child);
+        wait_for("redis-server to answer", || {
+            redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+        });
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// A command's answer, e.g. `redis.query(&["LLEN", "lanchat:history"])`.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(&mut self.connection()).unwrap()
+    }
+
+    /// The texts of a stored list of messages, oldest first.
+    pub fn texts(&self, key: &str) -> Vec<String> {
+        let items: Vec<String> = self.query(&["LRANGE", key, "0", "-1"]);
+        items
+            .iter()
+            .map(|json| {
+                serde_json::from_str::<Value>(json).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

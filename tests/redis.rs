@@ -1,0 +1,226 @@
+//! The Redis store, against a real `redis-server` started on a free port:
+//! the key layout, the 100-message trim under concurrent appends, inboxes
+//! taken once, session TTLs, surviving a restart, and surviving Redis
+//! itself going away mid-chat.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// An unreachable Redis at start: exit 1, one line that names the URL.
+#[test]
+fn unreachable_redis_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let out = Command::new(env!("CARGO_BIN_EXE_lanchat"))
+        .args(["--port", "0", "--redis", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&url), "{stderr}");
+}
+
+/// 150 messages from five connections at once: the list never holds more
+/// than 100, and ends with the last 100 in the order everyone saw.
+#[test]
+fn history_is_trimmed_to_100_under_concurrent_appends() {
+    let redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    assert_eq!(server.health()["store"], "redis");
+
+    // Watch the list's length while the messages go in.
+    let stop = Arc::new(AtomicBool::new(false));
+    let longest = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (stop, longest, mut connection) = (stop.clone(), longest.clone(), redis.connection());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let len: usize = redis::cmd("LLEN")
+                    .arg("lanchat:history")
+                    .query(&mut connection)
+                    .unwrap();
+                longest.fetch_max(len, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut senders: Vec<_> = (0..5)
+        .map(|n| Client::join(&server, &format!("s{n}")).0)
+        .collect();
+    let threads: Vec<_> = senders
+        .drain(..)
+        .enumerate()
+        .map(|(n, mut client)| {
+            std::thread::spawn(move || {
+                for m in 0..30 {
+                    client.say(&format!("{n}-{m}"));
+                }
+                client
+            })
+        })
+        .collect();
+    let mut senders: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let seen: Vec<String> = (0..150)
+        .map(|_| {
+            senders[0].recv_type("message")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    wait_for("the last message in Redis", || {
+        redis.texts("lanchat:history").last() == seen.last()
+    });
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    assert!(
+        longest.load(Ordering::SeqCst) <= 100,
+        "the list held {}",
+        longest.load(Ordering::SeqCst)
+    );
+    assert_eq!(redis.texts("lanchat:history"), seen[50..]);
+}
+
+/// A private message to an offline user is in `lanchat:inbox:<name>`
+/// until delivered, then gone; two connections opened at once get it
+/// exactly once between them.
+#[test]
+fn inbox_is_taken_exactly_once() {
+    let redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    let bob_cookie = login(&server, "bob");
+    let (mut alice, _) = Client::join(&server, "alice");
+    for text in ["one", "two", "three"] {
+        alice.send(json!({"type": "private", "to": "bob", "text": text}));
+    }
+    wait_for("the inbox in Redis", || {
+        redis.texts("lanchat:inbox:bob").len() == 3
+    });
+
+    let connections: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, cookie) = (server.addr, bob_cookie.clone());
+            std::thread::spawn(move || {
+                let mut bob = Client::connect_to(addr, Some(&cookie), &[]).unwrap();
+                bob.recv_type("history");
+                let offline = bob.recv();
+                (bob, offline["messages"].as_array().unwrap().clone())
+            })
+        })
+        .collect();
+    let mut texts: Vec<String> = Vec::new();
+    for thread in connections {
+        let (_bob, messages) = thread.join().unwrap();
+        texts.extend(
+            messages
+                .iter()
+                .map(|m| m["text"].as_str().unwrap().to_string()),
+        );
+    }
+    texts.sort();
+    assert_eq!(texts, ["one", "three", "two"]);
+    assert_eq!(redis.query::<i64>(&["EXISTS", "lanchat:inbox:bob"]), 0);
+}
+
+/// Sessions are stored with a TTL of about 30 days; users in a set.
+#[test]
+fn sessions_have_a_30_day_ttl() {
+    let redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    let cookie = login(&server, "carol");
+    let id = cookie.split("lanchat_session=").nth(1).unwrap();
+    let key = format!("lanchat:session:{id}");
+    wait_for("the session in Redis", || {
+        redis.query::<Option<String>>(&["GET", &key]).is_some()
+    });
+    assert_eq!(redis.query::<String>(&["GET", &key]), "carol");
+    let ttl: i64 = redis.query(&["TTL", &key]);
+    assert!((30 * 86_400 - 60..=30 * 86_400).contains(&ttl), "ttl {ttl}");
+    assert!(redis.query::<bool>(&["SISMEMBER", "lanchat:users", "carol"]));
+    post_form(&server, "/logout", "", Some(&cookie));
+    wait_for("the session to be deleted", || {
+        redis.query::<i64>(&["EXISTS", &key]) == 0
+    });
+}
+
+/// Same Redis, new process: same history, inboxes and sessions.
+#[test]
+fn a_restarted_server_keeps_the_chat() {
+    let redis = RedisServer::start();
+    let first = Server::start(&["--redis", &redis.url()]);
+    let bob_cookie = login(&first, "bob");
+    let alice_cookie = login(&first, "alice");
+    let mut alice = Client::connect(&first, &alice_cookie);
+    alice.say("before the restart");
+    alice.send(json!({"type": "private", "to": "bob", "text": "while you were out"}));
+    alice.recv_type("private");
+    wait_for("the writes to land", || {
+        redis.texts("lanchat:history").len() == 1 && redis.texts("lanchat:inbox:bob").len() == 1
+    });
+    drop(alice);
+    drop(first);
+
+    let second = Server::start(&["--redis", &redis.url()]);
+    assert_eq!(
+        get(&second, "/", Some(&alice_cookie)).status,
+        200,
+        "the old cookie still logs in"
+    );
+    let mut bob = Client::connect(&second, &bob_cookie);
+    bob.recv_type("welcome");
+    assert_eq!(bob.recv()["messages"][0]["text"], "before the restart");
+    assert_eq!(bob.recv()["messages"][0]["text"], "while you were out");
+}
+
+/// Redis dies mid-chat: live messages keep flowing, `/healthz` says
+/// degraded, and once Redis is back the messages from the outage are in
+/// the history after the ones from before.
+#[test]
+fn chat_survives_a_redis_outage() {
+    let mut redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    let (mut alice, _) = Client::join(&server, "alice");
+    let bob_cookie = login(&server, "bob");
+    let mut bob = Client::connect(&server, &bob_cookie);
+    bob.recv_type("offline"); // registered: live messages reach bob from here on
+    alice.say("before");
+    assert_eq!(bob.recv_type("message")["text"], "before");
+    wait_for("the first message in Redis", || {
+        redis.texts("lanchat:history") == ["before"]
+    });
+
+    redis.kill();
+    for n in 0..5 {
+        alice.say(&format!("during {n}"));
+        assert_eq!(
+            bob.recv_type("message")["text"],
+            format!("during {n}"),
+            "live chat goes on"
+        );
+    }
+    wait_for("healthz to report the outage", || {
+        server.health()["status"] == "degraded"
+    });
+    // Someone already logged in can still reconnect during the outage.
+    let mut bob_again = Client::connect(&server, &bob_cookie);
+    assert_eq!(bob_again.recv()["type"], "welcome");
+
+    redis.restart();
+    wait_for("healthz to recover", || server.health()["status"] == "ok");
+    let want = [
+        "before", "during 0", "during 1", "during 2", "during 3", "during 4",
+    ];
+    wait_for("the outage's messages in Redis", || {
+        redis.texts("lanchat:history") == want
+    });
+}
