@@ -8,7 +8,7 @@ ARGS ?=
 # The Redis used by `make run-redis` (started here when none answers).
 REDIS_PORT ?= 6379
 
-.PHONY: run run-redis test test-rust test-e2e lint deps
+.PHONY: run run-redis test test-rust test-e2e lint deps fuzz soak
 
 run:
 	$(CARGO) run --release -- $(ARGS)
@@ -20,7 +20,7 @@ run-redis: deps
 	   redis-server --port $(REDIS_PORT) --daemonize yes --save 60 1 --dir /tmp >/dev/null)
 	$(CARGO) run --release -- --redis redis://127.0.0.1:$(REDIS_PORT)/ $(ARGS)
 
-test: deps test-rust
+test: deps test-rust test-e2e
 
 # Unit tests, then integration tests against the real binary (and a real
 # redis-server the harness starts on a free port).
@@ -31,6 +31,22 @@ test-rust:
 test-e2e:
 	$(CARGO) build
 	LANCHAT_BIN=$(CURDIR)/target/debug/lanchat bash tests/e2e/run.sh
+
+# Property tests of every parser of untrusted input, with many more cases,
+# each for at most FUZZ_SECONDS (a timeout there means nothing was found).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = request_heads form_fields cookies names next_paths page_paths client_frames
+fuzz:
+	$(CARGO) test --release --test parsers --no-run
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$target ($(FUZZ_SECONDS) s at most)"; \
+	  PROPTEST_CASES=10000000 timeout $(FUZZ_SECONDS) $(CARGO) test -q --release --test parsers $$target -- --exact; \
+	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 124 ] || exit $$status; \
+	done
+
+# A bounded churn-and-chat run; prints threads and memory at start and end.
+soak:
+	$(CARGO) test --release --test soak -- --ignored --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

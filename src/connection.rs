@@ -64,7 +64,8 @@ pub const RATE_BURST: f64 = 40.0;
 #[derive(Clone)]
 pub struct Outbox {
     queue: SyncSender<Encoded>,
-    /// Only for [`Outbox::kick`]: never read or written through here.
+    /// Only for [`Outbox::kick`] and [`Outbox::hang_up`]: never read or
+    /// written through here.
     socket: Arc<TcpStream>,
 }
 
@@ -95,18 +96,25 @@ impl Outbox {
     pub fn kick(&self) {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
+
+    /// Ends the connection after what is queued: the read pump wakes up as if
+    /// the client had hung up, and the write pump still sends what is in the
+    /// queue (a close frame, at shutdown) before it closes the socket.
+    pub fn hang_up(&self) {
+        let _ = self.socket.shutdown(Shutdown::Read);
+    }
 }
 
 /// The stream under the read pump's `WebSocket`: reads come from the socket,
 /// writes (pongs, close replies, pings) are queued to the write pump.
 struct ReadHalf {
-    socket: TcpStream,
+    socket: Arc<TcpStream>,
     outbox: Outbox,
 }
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(buf)
+        (&*self.socket).read(buf)
     }
 }
 
@@ -149,7 +157,7 @@ enum Ending {
 
 /// Runs one upgraded connection to its end, on the calling thread (which
 /// becomes the read pump). `already_read` holds bytes that arrived after the
-/// HTTP request head.
+/// HTTP request head. Returns once both pumps have ended.
 pub fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
@@ -160,35 +168,43 @@ pub fn run(
     let peer = socket
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // One socket (one file descriptor) shared by the two pumps and the
+    // outbox: reading and writing a `&TcpStream` from two threads is fine,
+    // as long as only one thread writes.
+    let socket = Arc::new(socket);
+    socket.set_read_timeout(Some(settings.heartbeat))?;
     let (queue, frames) = sync_channel(OUTBOX_LEN);
     let outbox = Outbox {
         queue,
-        socket: Arc::new(socket.try_clone()?),
+        socket: socket.clone(),
     };
-    let writer_socket = socket.try_clone()?;
-    let lingering = outbox.socket.clone();
-    let writer_name = format!("{}-w", std::thread::current().name().unwrap_or("conn"));
-    std::thread::Builder::new()
-        .name(writer_name)
+    let writer_socket = socket.clone();
+    let writer = std::thread::Builder::new()
+        .name(format!(
+            "{}-w",
+            std::thread::current().name().unwrap_or("conn")
+        ))
         .stack_size(crate::server::WRITER_STACK_BYTES)
-        .spawn(move || write_pump(frames, writer_socket))?;
+        .spawn(move || write_pump(frames, &writer_socket))?;
 
-    socket.set_read_timeout(Some(settings.heartbeat))?;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let half = ReadHalf {
-        socket,
+        socket: socket.clone(),
         outbox: outbox.clone(),
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
-    let id = hub.join(&session, outbox.clone());
+    let registration = Registration {
+        hub,
+        id: hub.join(&session, outbox.clone()),
+    };
     info!("{peer} {:?} connected", session.name);
     let ending = read_pump(&mut ws, hub, &session, &outbox, settings);
-    hub.leave(id);
+    drop(registration);
     match &ending {
         Ending::Failed(error) => warn!("{peer} {:?} disconnected: {error}", session.name),
         Ending::WeClosed(code, reason) => {
@@ -197,16 +213,30 @@ pub fn run(
         ending => info!("{peer} {:?} disconnected: {ending:?}", session.name),
     }
 
-    // Dropping the last senders lets the write pump drain the queue (the
-    // close frame, if any, is in it), half-close the socket and exit.
+    // With the last senders gone, the write pump drains the queue (the
+    // close frame, if any, is in it), half-closes the socket and ends.
     drop(ws);
     drop(outbox);
+    let _ = writer.join();
     if matches!(ending, Ending::WeClosed(..) | Ending::ClientClosed) {
-        // Wait for the peer to read our close frame and hang up. (The write
-        // pump half-closes once the queue is drained.)
-        crate::http::wait_for_hang_up(&lingering);
+        // Let the peer read our close frame and hang up first.
+        crate::http::wait_for_hang_up(&socket);
     }
     Ok(())
+}
+
+/// A connection's place in the hub, given up when dropped: at the end of
+/// [`run`], or while unwinding from a panic, so that a crashed connection
+/// thread never leaves a ghost in the registry or the online list.
+struct Registration<'a> {
+    hub: &'a Hub,
+    id: uuid::Uuid,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.hub.leave(self.id);
+    }
 }
 
 fn read_pump(
@@ -314,9 +344,10 @@ fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) ->
 /// The only code that writes to the socket. Ends when every [`Outbox`] is
 /// gone (the connection is over: half-close after the last frame) or when a
 /// write fails (the peer is gone or stalled: wake the read pump too).
-fn write_pump(frames: Receiver<Encoded>, socket: TcpStream) {
+fn write_pump(frames: Receiver<Encoded>, socket: &TcpStream) {
+    let _wake_reader = WakeReaderOnPanic(socket);
     let _ = socket.set_write_timeout(Some(WRITE_WAIT));
-    let mut out = BufWriter::with_capacity(WRITE_BATCH_BYTES, &socket);
+    let mut out = BufWriter::with_capacity(WRITE_BATCH_BYTES, socket);
     let result = (|| -> io::Result<()> {
         while let Ok(frame) = frames.recv() {
             out.write_all(frame.bytes())?;
@@ -335,6 +366,18 @@ fn write_pump(frames: Receiver<Encoded>, socket: TcpStream) {
         Err(error) => {
             debug!("write failed: {error}");
             let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Should the write pump ever panic, its read pump must not wait forever on
+/// a client nobody writes to: shutting the socket down wakes it up.
+struct WakeReaderOnPanic<'a>(&'a TcpStream);
+
+impl Drop for WakeReaderOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.shutdown(Shutdown::Both);
         }
     }
 }
@@ -364,5 +407,57 @@ impl RateLimit {
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A connection thread that panics after joining leaves no ghost: its
+    /// registration is given up while the thread unwinds.
+    #[test]
+    fn a_panicking_connection_leaves_the_hub() {
+        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new())));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let session = Session {
+            id: "s".into(),
+            name: "doomed".into(),
+        };
+
+        let in_thread = hub.clone();
+        let crashed = std::thread::spawn(move || {
+            let (queue, _frames) = sync_channel(OUTBOX_LEN);
+            let outbox = Outbox {
+                queue,
+                socket: Arc::new(socket),
+            };
+            let _registration = Registration {
+                hub: &in_thread,
+                id: in_thread.join(&session, outbox),
+            };
+            assert_eq!(in_thread.counts(), (1, 1));
+            panic!("a bug in a connection thread");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert_eq!(hub.counts(), (0, 0), "no connection, nobody online");
+    }
+
+    #[test]
+    fn rate_limit_allows_bursts_then_the_rate() {
+        let mut rate = RateLimit::new();
+        assert_eq!(
+            (0..60).filter(|_| rate.allow()).count(),
+            RATE_BURST as usize
+        );
+        rate.last -= Duration::from_millis(500); // half a second later
+        assert_eq!(
+            (0..60).filter(|_| rate.allow()).count(),
+            (RATE_PER_SEC / 2.0) as usize
+        );
     }
 }

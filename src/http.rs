@@ -156,8 +156,9 @@ fn read_before(
     }
 }
 
-/// `Ok(None)` while the head is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
+/// Parses a request head from the bytes read so far: `Ok(None)` while it is
+/// incomplete, else the request and the head's length.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {

@@ -15,13 +15,14 @@
 use crate::connection::{OUTBOX_LEN, Outbox};
 use crate::now_ms;
 use crate::protocol::{
-    ClientError, Encoded, ErrorCode, PrivateMessage, RoomMessage, ServerFrame, encode,
+    ClientError, Encoded, ErrorCode, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
 use crate::session::Session;
 use crate::store::{HISTORY_LEN, Store};
 use log::{info, warn};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 pub struct Hub {
@@ -205,6 +206,23 @@ impl Hub {
         room.clients
             .values()
             .any(|c| c.name == name && Some(c.session_id.as_str()) != session_id)
+    }
+
+    /// At shutdown: queues a `1001 going away` close frame for every
+    /// connection, then hangs them up (each write pump still sends its queue).
+    pub fn close_all(&self) {
+        let bye = encode_close(CloseCode::Away, "server shutting down");
+        let outboxes: Vec<Outbox> = {
+            let room = self.lock();
+            room.clients
+                .values()
+                .map(|client| client.outbox.clone())
+                .collect()
+        };
+        for outbox in outboxes {
+            let _ = outbox.push(bye.clone());
+            outbox.hang_up();
+        }
     }
 
     /// Open WebSocket connections, and distinct names with one.

@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
 
 /// Longest message text, in Unicode code points after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -87,6 +88,19 @@ pub fn encode(frame: &ServerFrame) -> Encoded {
     let json =
         serde_json::to_vec(frame).expect("server frames are plain data and always serialize");
     let frame = Frame::message(json, OpCode::Data(Data::Text), true);
+    let mut out = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
+    Encoded(out.into())
+}
+
+/// A close frame with this code and reason, ready to write.
+pub fn encode_close(code: CloseCode, reason: &str) -> Encoded {
+    let frame = Frame::close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
     let mut out = Vec::with_capacity(frame.len());
     frame
         .format(&mut out)

@@ -29,7 +29,7 @@ use log::{debug, error, info, warn};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Stack of a connection thread (HTTP, then the read pump). Only touched
@@ -40,6 +40,11 @@ pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while connections close and free some.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At shutdown, how long connections get to receive their close frame and
+/// end, then how long the store gets to write what is pending. Together
+/// under the contract's 5 seconds.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(2500);
+const SHUTDOWN_STORE_FLUSH: Duration = Duration::from_millis(1500);
 
 /// Everything the connection threads share, read-only but for the hub.
 pub struct Shared {
@@ -49,10 +54,13 @@ pub struct Shared {
     pub max_connections: usize,
     /// Open connections, HTTP and WebSocket (for `--max-connections`).
     pub open: AtomicUsize,
+    /// Set on SIGINT/SIGTERM: accept nothing more.
+    pub stopping: AtomicBool,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
 pub fn run(config: Config) -> Result<(), String> {
+    raise_open_files_limit();
     let store: Arc<dyn Store> = match &config.redis {
         None => Arc::new(MemoryStore::new()),
         Some(url) => Arc::new(RedisStore::connect(url)?),
@@ -83,14 +91,85 @@ pub fn run(config: Config) -> Result<(), String> {
         },
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
     });
+    watch_signals(shared.clone())?;
     accept_loop(listener, shared);
     Ok(())
+}
+
+/// On SIGINT or SIGTERM, shut down gracefully (see [`shut_down`]); on a
+/// second one, stop at once.
+fn watch_signals(shared: Arc<Shared>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if received.next().is_some() {
+                std::thread::spawn(move || shut_down(&shared));
+            }
+            if received.next().is_some() {
+                warn!("second signal: exiting now");
+                std::process::exit(1);
+            }
+        });
+    spawned.map(drop).map_err(|e| e.to_string())
+}
+
+/// Stops accepting, closes every WebSocket with `1001`, lets the store
+/// finish its pending writes, and exits 0: all within 5 seconds.
+fn shut_down(shared: &Shared) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    let (connections, _) = shared.hub.counts();
+    info!("shutting down: closing {connections} connections");
+    shared.hub.close_all();
+    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN;
+    while shared.open.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let unsaved = shared.hub.store().flush(SHUTDOWN_STORE_FLUSH);
+    if unsaved > 0 {
+        error!("{unsaved} store writes could not be saved");
+    }
+    info!("bye");
+    std::process::exit(0);
+}
+
+/// Every connection is a file descriptor, and a common default soft limit
+/// (1,024) would cap lanchat far below `--max-connections`: raise it to the
+/// hard limit, which needs no privilege.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls with a valid pointer to a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                    limit = wanted;
+                }
+            }
+        }
+        debug!("open files limit: {}", limit.rlim_cur);
+    }
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     for n in 1.. {
         let socket = match listener.accept() {
+            Ok(_) if shared.stopping.load(Ordering::SeqCst) => continue, // dropped: closed
             Ok((socket, _)) => socket,
             Err(e) => {
                 error!("accept failed: {e}");
@@ -177,6 +256,8 @@ fn route(request: &Request, shared: &Shared) -> Response {
             Some(_) => serve_file(shared, "/index.html").with_header("Cache-Control", "no-store"),
             None => Response::redirect("/login?next=/"),
         },
+        // The raw template would show its placeholders: send people to the form.
+        ("/login.html", true) => Response::redirect("/login"),
         ("/login", true) => {
             let name = session::cookie_name(request).unwrap_or_default();
             let next = request.query_param("next");

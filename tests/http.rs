@@ -212,13 +212,19 @@ fn forged_cookies_log_nobody_in() {
 #[test]
 fn page_files_and_nothing_else() {
     let server = Server::start(&[]);
-    let login = get(&server, "/login.html", None);
-    assert_eq!(login.status, 200);
+    let css = get(&server, "/style.css", None);
+    assert_eq!(css.status, 200);
+    assert!(css.header("Content-Type").unwrap().starts_with("text/css"));
+    let js = get(&server, "/app.js", None);
     assert!(
-        login
-            .header("Content-Type")
+        js.header("Content-Type")
             .unwrap()
-            .starts_with("text/html")
+            .starts_with("text/javascript")
+    );
+    // The login template is only ever served filled in.
+    assert_eq!(
+        get(&server, "/login.html", None).header("Location"),
+        Some("/login")
     );
     for path in [
         "/../Cargo.toml",

@@ -435,3 +435,43 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+// ---------------------------------------------------------------- process
+
+impl Server {
+    /// Threads of the server process, from `/proc`.
+    pub fn threads(&self) -> usize {
+        self.status_field("Threads:")
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> usize {
+        self.status_field("VmRSS:")
+    }
+
+    fn status_field(&self, field: &str) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Sends a signal (e.g. "TERM") to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and how long it took.
+    pub fn wait_exit(&mut self) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let mut code = None;
+        wait_for("the server to exit", || {
+            code = self.child.try_wait().unwrap().map(|status| status.code());
+            code.is_some()
+        });
+        (code.unwrap(), started.elapsed())
+    }
+}
