@@ -1,0 +1,216 @@
+// Shared pieces of the end-to-end tests: start and stop a lanchat server (and
+// a Redis for it), launch headless Chromium, log a user in through the real
+// form, and wait for things on the page.
+//
+// Rules these helpers keep for every test:
+// - Only loopback addresses: servers bind 127.0.0.1 on a port the OS picks.
+// - No sleeps: every wait is a Playwright wait on a condition, with a
+//   generous deadline (WAIT_MS) so a loaded 2-core machine does not flake,
+//   while a real hang still fails instead of stalling.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(here, '..', '..');
+export const WWW = join(REPO, 'www');
+export const SHOTS = join(REPO, 'target', 'e2e');
+
+// How long any single wait may take before the test fails.
+export const WAIT_MS = 20_000;
+// How long a process may take to print its "ready" line.
+const START_MS = 15_000;
+// How long a stopped server may take to exit before it is killed; the
+// protocol promises an exit within 5 s of SIGTERM.
+const STOP_MS = 7_000;
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox', // we run as root in CI, where the sandbox cannot start
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/* Processes ----------------------------------------------------------- */
+
+// Starts `command args` and resolves once a line of its stdout matches
+// `ready`, with the match. Rejects with the process's output if it exits or
+// stays silent for too long.
+function startProcess(command, args, ready, label) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let settled = false;
+    const fail = (why) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`${label} ${why}\n--- its output ---\n${output}`));
+    };
+    const timer = setTimeout(() => fail(`printed no ready line within ${START_MS} ms`), START_MS);
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      const match = output.match(ready);
+      if (match && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolvePromise({ child, match });
+      }
+    });
+    child.stderr.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.on('error', (error) => fail(`could not start: ${error.message}`));
+    child.on('exit', (code, signal) => fail(`exited early (code ${code}, signal ${signal})`));
+  });
+}
+
+// Sends SIGTERM and waits for the exit; SIGKILL if that takes too long.
+function stopProcess(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolvePromise();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+// Starts the lanchat server under test (LANCHAT_BIN) serving this repo's
+// www/. `port` 0 lets the OS pick; the restart test passes the old port to
+// come back where the pages expect it.
+export async function startServer({ port = 0, redis = null } = {}) {
+  const bin = process.env.LANCHAT_BIN;
+  if (!bin) throw new Error('set LANCHAT_BIN to the lanchat binary (tests/e2e/run.sh does)');
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--www', WWW, '--log-level', 'warn'];
+  if (redis) args.push('--redis', redis);
+  const { child, match } = await startProcess(bin, args, /listening on (http:\/\/[^\s]+)/, 'lanchat');
+  const url = match[1].replace(/\/$/, '');
+  // Keep draining its output so a chatty server never blocks on a full pipe.
+  child.stdout.resume();
+  child.stderr.resume();
+  return {
+    url,
+    port: Number(new URL(url).port),
+    stop: () => stopProcess(child),
+  };
+}
+
+// A throwaway redis-server on a free loopback port, persisting nothing.
+export async function startRedis() {
+  const port = await freePort();
+  const { child } = await startProcess(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    /Ready to accept connections/,
+    'redis-server',
+  );
+  child.stdout.resume();
+  return { url: `redis://127.0.0.1:${port}`, stop: () => stopProcess(child) };
+}
+
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const probe = createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePromise(port));
+    });
+  });
+}
+
+/* Browser ------------------------------------------------------------- */
+
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+// A fresh browser context (its own cookies and storage: one "person") with
+// one page. Fails the test on any error thrown by the page's scripts or any
+// alert(), which is what an XSS would trigger.
+// Animations are turned off (reducedMotion) so screenshots never catch one
+// halfway.
+export async function newPerson(browser, viewport = DESKTOP, { colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, reducedMotion: 'reduce' });
+  context.setDefaultTimeout(WAIT_MS);
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
+  page.on('dialog', (dialog) => {
+    page.problems.push(`dialog: ${dialog.type()} ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
+  return page;
+}
+
+// Logs `name` in through the login form (as a person would: open the chat,
+// get sent to the form, type, submit) and waits until the chat is connected.
+export async function logIn(page, server, name) {
+  await page.goto(`${server.url}/`);
+  await page.waitForURL(/\/login/);
+  await page.fill('input[name="name"]', name);
+  await Promise.all([page.waitForURL(`${server.url}/`), page.click('button[type="submit"]')]);
+  await waitConnected(page);
+}
+
+export async function waitConnected(page) {
+  await page.locator('#status[data-state="online"]').waitFor();
+}
+
+// Types into the message box and presses Enter, like a person.
+export async function say(page, text) {
+  await page.fill('#composer-input', text);
+  await page.press('#composer-input', 'Enter');
+}
+
+// The message whose text is exactly `text` (waits for it to be on screen).
+export async function messageWithText(page, text) {
+  const message = page.locator('.msg').filter({ has: page.locator('.bubble', { hasText: text }) });
+  await message.first().waitFor();
+  return message;
+}
+
+// The texts of all messages on screen, in order (the time is left out).
+export function messageTexts(page) {
+  return page.$$eval('.msg .bubble', (bubbles) =>
+    bubbles.map((bubble) => Array.from(bubble.childNodes)
+      .filter((node) => !(node.nodeType === 1 && node.tagName === 'TIME'))
+      .map((node) => node.textContent)
+      .join('')));
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+// The timeline in short: each message's text, and '--' for the divider that
+// follows the history. Notices and day dividers are left out.
+export function timelineOutline(page) {
+  return page.$$eval('#timeline > .msg, #timeline > .divider:not(.day)', (nodes) =>
+    nodes.map((node) => {
+      if (node.classList.contains('divider')) return '--';
+      const bubble = node.querySelector('.bubble');
+      return Array.from(bubble.childNodes)
+        .filter((child) => !(child.nodeType === 1 && child.tagName === 'TIME'))
+        .map((child) => child.textContent)
+        .join('');
+    }));
+}
