@@ -419,7 +419,7 @@ mod tests {
     /// registration is given up while the thread unwinds.
     #[test]
     fn a_panicking_connection_leaves_the_hub() {
-        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new())));
+        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();

@@ -1,17 +1,20 @@
 //! The hub: who is online, the recent room history, and fan-out.
 //!
 //! One `Mutex<Room>` guards the registry (connections by uuid, open
-//! connections per name) and the last [`HISTORY_LEN`] room messages. Every
-//! change to who is online and every delivery happens under it, which gives
-//! everyone the same order: the `welcome` a newcomer gets, the history it
-//! replays, and the live frames after it fit together with no gap and no
-//! repeat, and every recipient sees room messages in the same order.
+//! connections per name), what other servers report online (with several
+//! servers on one Redis, see `cluster.rs`) and the last [`HISTORY_LEN`] room
+//! messages. Every change to who is online and every delivery happens under
+//! it, which gives everyone the same order: the `welcome` a newcomer gets,
+//! the history it replays, and the live frames after it fit together with no
+//! gap and no repeat, and every recipient sees room messages in one order.
 //!
 //! What happens under the lock is kept small: pushing `Arc`s into outboxes
-//! (never a socket write, never a store round trip). A message is encoded
-//! once, before taking the lock. A client whose outbox is full is removed
-//! right there and kicked after the lock is released: it never slows anyone.
+//! and events into the cluster's queue (never a socket write, never a Redis
+//! round trip). A message is encoded once, before taking the lock. A client
+//! whose outbox is full is removed right there and kicked after the lock is
+//! released: it never slows anyone.
 
+use crate::cluster::{Event, Publisher};
 use crate::connection::{OUTBOX_LEN, Outbox};
 use crate::now_ms;
 use crate::protocol::{
@@ -20,14 +23,17 @@ use crate::protocol::{
 use crate::session::Session;
 use crate::store::{HISTORY_LEN, Store};
 use log::{info, warn};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 pub struct Hub {
     room: Mutex<Room>,
     store: Arc<dyn Store>,
+    /// Where events for the other servers go (with `--redis` only).
+    cluster: Option<Publisher>,
 }
 
 /// One open WebSocket connection, as the hub sees it.
@@ -37,29 +43,40 @@ struct Client {
     outbox: Outbox,
 }
 
+/// Names online on another server: name -> its session ids there, and
+/// when we last heard about each.
+pub type RemotePresence = HashMap<String, (Vec<String>, Instant)>;
+
 #[derive(Default)]
 struct Room {
     clients: HashMap<Uuid, Client>,
-    /// Open connections per name; a name is online while it has one. A
-    /// `BTreeMap` keeps names sorted by code point, as `welcome.users` wants.
-    online: BTreeMap<String, usize>,
+    /// Open connections per name on this server.
+    local: BTreeMap<String, usize>,
+    /// Other servers (by id) and who is online there.
+    remote: HashMap<String, RemotePresence>,
     /// The last [`HISTORY_LEN`] room messages, oldest first, replayed on join.
     history: VecDeque<RoomMessage>,
 }
 
+/// Who is online, before and after a change: the difference is what gets
+/// announced as `join` and `leave`.
+type Presence = BTreeSet<String>;
+
 impl Hub {
     /// A hub whose history starts from what the store kept.
-    pub fn new(store: Arc<dyn Store>) -> Hub {
+    pub fn new(store: Arc<dyn Store>, cluster: Option<Publisher>) -> Hub {
         let mut history: VecDeque<RoomMessage> = store.load_history().into();
         while history.len() > HISTORY_LEN {
             history.pop_front();
         }
+        let room = Mutex::new(Room {
+            history,
+            ..Room::default()
+        });
         Hub {
-            room: Mutex::new(Room {
-                history,
-                ..Room::default()
-            }),
+            room,
             store,
+            cluster,
         }
     }
 
@@ -68,12 +85,13 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, Room> {
-        // A panicking connection thread must not take the chat down with it:
-        // every update below leaves the room consistent before anything can
-        // panic, so a poisoned lock is still safe to use.
-        self.room
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.room)
+    }
+
+    fn publish(&self, event: Event) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(event);
+        }
     }
 
     /// Registers a new connection and queues its first frames: `welcome`,
@@ -86,12 +104,11 @@ impl Hub {
         let mut dropped = Vec::new();
         {
             let mut room = self.lock();
-            *room.online.entry(name.to_string()).or_default() += 1;
-            let first = room.online[name] == 1;
-            let welcome = encode(&ServerFrame::Welcome {
-                name,
-                users: room.online.keys().map(String::as_str).collect(),
-            });
+            let before = room.everyone();
+            *room.local.entry(name.to_string()).or_default() += 1;
+            let everyone = room.everyone();
+            let users = everyone.iter().map(String::as_str).collect();
+            let welcome = encode(&ServerFrame::Welcome { name, users });
             let history = encode(&ServerFrame::History {
                 messages: room.history.iter().collect(),
             });
@@ -107,10 +124,8 @@ impl Hub {
                     outbox,
                 },
             );
-            if first {
-                let join = encode(&ServerFrame::Join { name, ts: now_ms() });
-                room.deliver(&join, |_, client| client.name != name, &mut dropped);
-            }
+            room.announce(&before, &mut dropped);
+            self.publish(room.presence_event(name));
         }
         kick(dropped);
         // ... and again after registering: a private message that found the
@@ -135,7 +150,12 @@ impl Hub {
     /// Safe to call for a connection the hub already dropped.
     pub fn leave(&self, id: Uuid) {
         let mut dropped = Vec::new();
-        self.lock().remove(id, &mut dropped);
+        {
+            let mut room = self.lock();
+            if let Some(client) = room.remove(id, &mut dropped) {
+                self.publish(room.presence_event(&client.name));
+            }
+        }
         kick(dropped); // the `leave` notice may have found full outboxes
     }
 
@@ -153,10 +173,10 @@ impl Hub {
             let mut room = self.lock();
             room.deliver(&frame, |_, _| true, &mut dropped);
             self.store.append_history(&message);
-            if room.history.len() == HISTORY_LEN {
-                room.history.pop_front();
-            }
-            room.history.push_back(message);
+            self.publish(Event::Room {
+                message: message.clone(),
+            });
+            room.remember(message);
         }
         kick(dropped);
     }
@@ -177,7 +197,7 @@ impl Hub {
         let mut dropped = Vec::new();
         {
             let mut room = self.lock();
-            let online = room.online.contains_key(to);
+            let online = room.is_online(to);
             if !online && !known {
                 return Err(ClientError::new(
                     ErrorCode::UnknownUser,
@@ -194,45 +214,184 @@ impl Hub {
                 |_, client| client.name == from || client.name == to,
                 &mut dropped,
             );
+            self.publish(Event::Private { message });
         }
         kick(dropped);
         Ok(())
     }
 
-    /// Whether `name` has an open connection that belongs to a session other
-    /// than `session_id` (the login `409` rule).
+    /// A room message said on another server: shown here, kept in the
+    /// replayed history (the other server stored it).
+    pub fn relay_room(&self, message: RoomMessage) {
+        let frame = encode(&ServerFrame::Message(&message));
+        let mut dropped = Vec::new();
+        {
+            let mut room = self.lock();
+            room.deliver(&frame, |_, _| true, &mut dropped);
+            room.remember(message);
+        }
+        kick(dropped);
+    }
+
+    /// A private message sent on another server: to the connections here of
+    /// its sender and its recipient.
+    pub fn relay_private(&self, message: &PrivateMessage) {
+        let frame = encode(&ServerFrame::Private(message));
+        let mut dropped = Vec::new();
+        let to =
+            |_: &Uuid, client: &Client| client.name == message.from || client.name == message.to;
+        self.lock().deliver(&frame, to, &mut dropped);
+        kick(dropped);
+    }
+
+    /// Another server says who of `name` is connected there (no sessions:
+    /// nobody). Announces a `join` or `leave` if that changes who is online.
+    pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>) {
+        let mut dropped = Vec::new();
+        {
+            let mut room = self.lock();
+            let before = room.everyone();
+            let names = room.remote.entry(server.to_string()).or_default();
+            if sessions.is_empty() {
+                names.remove(name);
+            } else {
+                names.insert(name.to_string(), (sessions, Instant::now()));
+            }
+            room.announce(&before, &mut dropped);
+        }
+        kick(dropped);
+    }
+
+    /// What Redis says is online on every other server, read at `read_at`:
+    /// replaces our view, except for what we heard of after `read_at` (a
+    /// newer event wins over an older snapshot). A server missing from the
+    /// snapshot has stopped (its presence key expired): its users leave.
+    pub fn sync_presence(&self, snapshot: HashMap<String, RemotePresence>, read_at: Instant) {
+        let mut dropped = Vec::new();
+        {
+            let mut room = self.lock();
+            let before = room.everyone();
+            let mut remote = snapshot;
+            for (server, names) in &room.remote {
+                for (name, entry) in names {
+                    if entry.1 > read_at {
+                        remote
+                            .entry(server.clone())
+                            .or_default()
+                            .insert(name.clone(), entry.clone());
+                    }
+                }
+            }
+            for server in room.remote.keys().filter(|s| !remote.contains_key(*s)) {
+                info!("server {server} is gone: its users leave");
+            }
+            room.remote = remote;
+            room.announce(&before, &mut dropped);
+        }
+        kick(dropped);
+    }
+
+    /// This server's connections: name -> session ids (for `cluster.rs`).
+    pub fn local_presence(&self) -> BTreeMap<String, Vec<String>> {
+        let room = self.lock();
+        room.local
+            .keys()
+            .map(|name| (name.clone(), room.sessions_here(name)))
+            .collect()
+    }
+
+    /// Whether `name` has an open connection, here or on another server,
+    /// that belongs to a session other than `session_id` (the login `409`).
     pub fn taken_by_other_session(&self, name: &str, session_id: Option<&str>) -> bool {
         let room = self.lock();
+        let other = |id: &String| Some(id.as_str()) != session_id;
         room.clients
             .values()
-            .any(|c| c.name == name && Some(c.session_id.as_str()) != session_id)
+            .any(|c| c.name == name && other(&c.session_id))
+            || room
+                .remote
+                .values()
+                .filter_map(|names| names.get(name))
+                .any(|(ids, _)| ids.iter().any(other))
     }
 
     /// At shutdown: queues a `1001 going away` close frame for every
     /// connection, then hangs them up (each write pump still sends its queue).
     pub fn close_all(&self) {
         let bye = encode_close(CloseCode::Away, "server shutting down");
-        let outboxes: Vec<Outbox> = {
-            let room = self.lock();
-            room.clients
-                .values()
-                .map(|client| client.outbox.clone())
-                .collect()
-        };
+        let outboxes: Vec<Outbox> = self
+            .lock()
+            .clients
+            .values()
+            .map(|c| c.outbox.clone())
+            .collect();
         for outbox in outboxes {
             let _ = outbox.push(bye.clone());
             outbox.hang_up();
         }
     }
 
-    /// Open WebSocket connections, and distinct names with one.
+    /// Open WebSocket connections on this server, and distinct names with one.
     pub fn counts(&self) -> (usize, usize) {
         let room = self.lock();
-        (room.clients.len(), room.online.len())
+        (room.clients.len(), room.local.len())
     }
 }
 
 impl Room {
+    fn is_online(&self, name: &str) -> bool {
+        self.local.contains_key(name) || self.remote.values().any(|names| names.contains_key(name))
+    }
+
+    /// Everyone online, here or elsewhere, sorted by code point.
+    fn everyone(&self) -> Presence {
+        let remote = self.remote.values().flat_map(|names| names.keys());
+        self.local.keys().chain(remote).cloned().collect()
+    }
+
+    /// The session ids of `name`'s connections on this server.
+    fn sessions_here(&self, name: &str) -> Vec<String> {
+        let ids: BTreeSet<&String> = self
+            .clients
+            .values()
+            .filter(|c| c.name == name)
+            .map(|c| &c.session_id)
+            .collect();
+        ids.into_iter().cloned().collect()
+    }
+
+    fn presence_event(&self, name: &str) -> Event {
+        Event::Presence {
+            name: name.to_string(),
+            sessions: self.sessions_here(name),
+        }
+    }
+
+    /// Keeps a room message for replay.
+    fn remember(&mut self, message: RoomMessage) {
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(message);
+    }
+
+    /// Sends `join` for every name online now and not `before`, `leave` for
+    /// the reverse, each to every connection but the name's own.
+    fn announce(&mut self, before: &Presence, dropped: &mut Vec<Outbox>) {
+        let now = self.everyone();
+        let ts = now_ms();
+        for name in now.difference(before) {
+            info!("{name:?} is online");
+            let frame = encode(&ServerFrame::Join { name, ts });
+            self.deliver(&frame, |_, client| &client.name != name, dropped);
+        }
+        for name in before.difference(&now) {
+            info!("{name:?} is offline");
+            let frame = encode(&ServerFrame::Leave { name, ts });
+            self.deliver(&frame, |_, _| true, dropped);
+        }
+    }
+
     /// Queues `frame` for every client `to` selects. Clients whose outbox is
     /// full are removed (with the `leave` that may follow, which can drop
     /// more) and collected in `dropped`, to be kicked once the lock is free.
@@ -250,33 +409,32 @@ impl Room {
             .map(|(id, _)| *id)
             .collect();
         for id in full {
-            if let Some(client) = self.remove(id, dropped) {
+            if let Some(client) = self.clients.get(&id) {
                 warn!(
-                    "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropped",
+                    "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropping it",
                     client.name
                 );
+            }
+            if let Some(client) = self.remove(id, dropped) {
                 dropped.push(client.outbox);
             }
         }
     }
 
-    /// Removes a connection; announces `leave` when its name has no other.
+    /// Removes a connection; announces `leave` when its name is online
+    /// nowhere any more.
     fn remove(&mut self, id: Uuid, dropped: &mut Vec<Outbox>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
+        let before = self.everyone();
         let count = self
-            .online
+            .local
             .get_mut(&client.name)
             .expect("every client's name is counted");
         *count -= 1;
         if *count == 0 {
-            self.online.remove(&client.name);
-            info!("{:?} is offline", client.name);
-            let leave = encode(&ServerFrame::Leave {
-                name: &client.name,
-                ts: now_ms(),
-            });
-            self.deliver(&leave, |_, _| true, dropped);
+            self.local.remove(&client.name);
         }
+        self.announce(&before, dropped);
         Some(client)
     }
 }

@@ -19,6 +19,7 @@
 //! | [`hub`]        | who is online, the recent history, fan-out of frames |
 //! | [`protocol`]   | the JSON frames in and out, encoded once per message |
 //! | [`store`]      | what outlives the process: memory or Redis |
+//! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) |
 //!
 //! # How a room message travels
 //!
@@ -31,6 +32,7 @@
 //! Exactly one thread (the write pump) writes each socket; everything else
 //! pushes already-encoded frames into that connection's bounded outbox.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod http;
@@ -47,4 +49,13 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Locks a mutex even if a thread panicked while holding it. Every critical
+/// section in lanchat leaves its data consistent before anything can panic,
+/// and one crashed connection thread must not take the whole chat down.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -18,6 +18,7 @@
 //! | `GET /healthz`   | JSON counts |
 //! | `GET /<file>`    | a file of the page |
 
+use crate::cluster::{self, Publisher};
 use crate::config::Config;
 use crate::connection::{self, Settings};
 use crate::http::{self, ReadError, Request, Response};
@@ -48,7 +49,9 @@ const SHUTDOWN_STORE_FLUSH: Duration = Duration::from_millis(1500);
 
 /// Everything the connection threads share, read-only but for the hub.
 pub struct Shared {
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// The queue to the other servers, with `--redis`.
+    pub cluster: Option<Publisher>,
     pub page: Page,
     pub settings: Settings,
     pub max_connections: usize,
@@ -65,6 +68,8 @@ pub fn run(config: Config) -> Result<(), String> {
         None => Arc::new(MemoryStore::new()),
         Some(url) => Arc::new(RedisStore::connect(url)?),
     };
+    // With Redis, other servers may share it: this one joins them.
+    let cluster = config.redis.as_ref().map(|_| Publisher::new());
     let page = Page::new(config.www.clone()).map_err(|e| format!("--www: {e}"))?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
@@ -83,8 +88,13 @@ pub fn run(config: Config) -> Result<(), String> {
         }
     }
     info!("store: {}", store.kind());
+    let hub = Arc::new(Hub::new(store, cluster.clone()));
+    if let (Some(url), Some(publisher)) = (&config.redis, &cluster) {
+        cluster::start(url, hub.clone(), publisher.clone())?;
+    }
     let shared = Arc::new(Shared {
-        hub: Hub::new(store),
+        hub,
+        cluster,
         page,
         settings: Settings {
             heartbeat: config.heartbeat,
@@ -130,7 +140,10 @@ fn shut_down(shared: &Shared) {
     while shared.open.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let unsaved = shared.hub.store().flush(SHUTDOWN_STORE_FLUSH);
+    if let Some(cluster) = &shared.cluster {
+        cluster.close(SHUTDOWN_STORE_FLUSH / 2);
+    }
+    let unsaved = shared.hub.store().flush(SHUTDOWN_STORE_FLUSH / 2);
     if unsaved > 0 {
         error!("{unsaved} store writes could not be saved");
     }

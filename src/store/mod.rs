@@ -12,7 +12,7 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{RedisStore, open_redis};
 
 use crate::protocol::{PrivateMessage, RoomMessage};
 use crate::session::Session;

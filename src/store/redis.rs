@@ -34,11 +34,12 @@
 //! is taken by exactly one connection.
 
 use super::{HISTORY_LEN, INBOX_LEN, Store};
+use crate::lock;
 use crate::protocol::{PrivateMessage, RoomMessage};
 use crate::session::{SESSION_TTL, Session};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub const HISTORY_KEY: &str = "lanchat:history";
@@ -134,7 +135,7 @@ impl RedisStore {
     pub fn connect(url: &str) -> std::result::Result<RedisStore, String> {
         let unreachable = |e: redis::RedisError| format!("cannot reach Redis at {url}: {e}");
         let client = redis::Client::open(url).map_err(unreachable)?;
-        let mut connection = open(&client).map_err(unreachable)?;
+        let mut connection = open_redis(&client).map_err(unreachable)?;
         redis::cmd("PING")
             .query::<String>(&mut connection)
             .map_err(unreachable)?;
@@ -167,7 +168,7 @@ impl RedisStore {
             return None;
         }
         let pooled = lock(&self.readers).pop();
-        let mut connection = match pooled.map(Ok).unwrap_or_else(|| open(&self.client)) {
+        let mut connection = match pooled.map(Ok).unwrap_or_else(|| open_redis(&self.client)) {
             Ok(connection) => connection,
             Err(e) => return self.shared.failed(&self.url, &e),
         };
@@ -487,7 +488,7 @@ fn writer(client: redis::Client, url: String, shared: Arc<Shared>) {
         let result = connection
             .take()
             .map(Ok)
-            .unwrap_or_else(|| open(&client))
+            .unwrap_or_else(|| open_redis(&client))
             .and_then(|mut c| {
                 match &batch {
                     Some((pipe, _)) => pipe.exec(&mut c)?,
@@ -517,17 +518,12 @@ fn writer(client: redis::Client, url: String, shared: Arc<Shared>) {
     }
 }
 
-fn open(client: &redis::Client) -> Result<redis::Connection> {
+/// A connection with [`REDIS_TIMEOUT`] on connecting, reading and writing.
+pub fn open_redis(client: &redis::Client) -> Result<redis::Connection> {
     let connection = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
     connection.set_read_timeout(Some(REDIS_TIMEOUT))?;
     connection.set_write_timeout(Some(REDIS_TIMEOUT))?;
     Ok(connection)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

@@ -1,0 +1,196 @@
+//! Several servers on one Redis act as one chat: room, private messages,
+//! presence and the `409` rule across servers; a SIGKILLed server's users
+//! leave elsewhere within the stated bound; no duplicate deliveries.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Servers on one Redis, started one after the other.
+fn servers(redis: &RedisServer, n: usize) -> Vec<Server> {
+    (0..n)
+        .map(|_| Server::start(&["--redis", &redis.url()]))
+        .collect()
+}
+
+/// Logs in on `server` and connects; returns after the opening frames.
+fn join(server: &Server, name: &str) -> (Client, String, serde_json::Value) {
+    let cookie = login(server, name);
+    let mut client = Client::connect(server, &cookie);
+    let welcome = client.recv();
+    client.recv_type("offline");
+    (client, cookie, welcome)
+}
+
+/// Users on different servers see one room, one online list, and private
+/// messages reach only their two people, wherever they are connected.
+#[test]
+fn two_servers_are_one_chat() {
+    let redis = RedisServer::start();
+    let [a, b]: [Server; 2] = servers(&redis, 2).try_into().ok().unwrap();
+    let (mut bob, _, _) = join(&b, "bob");
+    let (mut alice, _, _) = join(&a, "alice");
+    assert_eq!(
+        bob.recv_type("join")["name"],
+        "alice",
+        "a join on A is seen on B"
+    );
+    let (mut carol, _, welcome) = join(&b, "carol");
+    assert_eq!(
+        welcome["users"],
+        json!(["alice", "bob", "carol"]),
+        "welcome lists every server's users"
+    );
+    alice.recv_type("join");
+
+    alice.say("hello from A");
+    assert_eq!(bob.recv_type("message")["text"], "hello from A");
+    assert_eq!(carol.recv_type("message")["text"], "hello from A");
+    bob.say("hello from B");
+    assert_eq!(alice.recv_type("message")["text"], "hello from A");
+    assert_eq!(alice.recv_type("message")["text"], "hello from B");
+
+    alice.send(json!({"type": "private", "to": "bob", "text": "psst"}));
+    assert_eq!(bob.recv_type("private")["text"], "psst");
+    assert_eq!(alice.recv_type("private")["text"], "psst");
+    // Carol's next message-like frame is the room message said afterwards.
+    alice.say("after");
+    let next = loop {
+        let frame = carol.recv();
+        if frame["type"] == "private" || frame["text"] == "after" {
+            break frame;
+        }
+    };
+    assert_eq!(next["type"], "message");
+
+    // Online on B only: not an inbox message for A's sake, a live one.
+    drop(carol);
+    bob.recv_type("leave");
+    alice.send(json!({"type": "private", "to": "carol", "text": "for later"}));
+    alice.recv_type("private");
+    wait_for("the inbox in Redis", || {
+        redis.texts("lanchat:inbox:carol") == ["for later"]
+    });
+}
+
+/// A name online on one server cannot be taken on another (`409`).
+#[test]
+fn a_name_is_unique_across_servers() {
+    let redis = RedisServer::start();
+    let [a, b]: [Server; 2] = servers(&redis, 2).try_into().ok().unwrap();
+    let (mut watcher, _, _) = join(&b, "watcher");
+    let (_alice, alice_cookie, _) = join(&a, "alice");
+    assert_eq!(
+        watcher.recv_type("join")["name"],
+        "alice",
+        "B knows alice is online on A"
+    );
+    assert_eq!(post_form(&b, "/login", "name=alice", None).status, 409);
+    // Her own session may log in again anywhere.
+    assert_eq!(
+        post_form(&b, "/login", "name=alice", Some(&alice_cookie)).status,
+        303
+    );
+}
+
+/// A server killed with SIGKILL leaves no ghosts: its users leave the
+/// others' online lists within PRESENCE_TTL + PRESENCE_REFRESH (8 s), and
+/// their sessions work on the other server.
+#[test]
+fn a_killed_servers_users_leave_everywhere() {
+    let redis = RedisServer::start();
+    let [mut a, b]: [Server; 2] = servers(&redis, 2).try_into().ok().unwrap();
+    let (mut bob, _, _) = join(&b, "bob");
+    let (_alice, alice_cookie, _) = join(&a, "alice");
+    assert_eq!(bob.recv_type("join")["name"], "alice");
+
+    a.signal("KILL");
+    let killed = Instant::now();
+    assert_eq!(bob.recv_type("leave")["name"], "alice");
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(10),
+        "took {took:?} (bound: 8 s)"
+    );
+    a.wait_exit();
+
+    let mut alice = Client::connect(&b, &alice_cookie);
+    let welcome = alice.recv();
+    assert_eq!(welcome["users"], json!(["alice", "bob"]));
+}
+
+/// Three servers, two senders on each, all at once: every connection gets
+/// every message exactly once, and the history holds each once.
+#[test]
+fn no_duplicates_under_concurrent_senders() {
+    let redis = RedisServer::start();
+    let all = servers(&redis, 3);
+    let mut clients: Vec<(Client, usize)> = Vec::new();
+    for (s, server) in all.iter().enumerate() {
+        for c in 0..2 {
+            let (client, _, welcome) = join(server, &format!("u{s}{c}"));
+            clients.push((client, welcome["users"].as_array().unwrap().len()));
+        }
+    }
+    // Everyone knows everyone is online before the messages start.
+    let mut clients: Vec<Client> = clients
+        .into_iter()
+        .map(|(mut client, mut online)| {
+            while online < 6 {
+                if client.recv()["type"] == "join" {
+                    online += 1;
+                }
+            }
+            client
+        })
+        .collect();
+    let per_client = 15;
+    let threads: Vec<_> = clients
+        .drain(..)
+        .enumerate()
+        .map(|(n, mut client)| {
+            std::thread::spawn(move || {
+                for m in 0..per_client {
+                    client.say(&format!("{n}/{m}"));
+                }
+                let mut counts: HashMap<String, usize> = HashMap::new();
+                while counts.len() < 6 * per_client {
+                    let frame = client.recv_type("message");
+                    *counts
+                        .entry(frame["id"].as_str().unwrap().to_string())
+                        .or_default() += 1;
+                    assert!(counts.values().all(|&c| c == 1), "a message arrived twice");
+                }
+                counts
+            })
+        })
+        .collect();
+    let seen: Vec<HashMap<String, usize>> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        seen.windows(2).all(
+            |w| w[0].keys().collect::<std::collections::BTreeSet<_>>() == w[1].keys().collect()
+        )
+    );
+
+    let ids = || -> Vec<String> {
+        let items: Vec<String> = redis.query(&["LRANGE", "lanchat:history", "0", "-1"]);
+        items
+            .iter()
+            .map(|j| {
+                serde_json::from_str::<serde_json::Value>(j).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    wait_for("the history to fill", || ids().len() == 90);
+    let mut unique = ids();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 90, "each message stored once");
+}
