@@ -184,6 +184,10 @@ pub fn start(url: &str, hub: Arc<Hub>, publisher: Publisher) -> Result<(), Strin
 fn publish_loop(client: &redis::Client, hub: &Hub, out: &Outgoing) {
     let mut connection = None;
     let mut next_refresh = Instant::now();
+    // After an error (Redis restarted, perhaps empty), the other servers'
+    // keys may not be rewritten yet: read them only from the next refresh
+    // on, or their users would seem to leave and come back.
+    let mut read_others = true;
     loop {
         let (events, overflowed, closing) = {
             let mut queue = crate::lock(&out.queue);
@@ -212,7 +216,8 @@ fn publish_loop(client: &redis::Client, hub: &Hub, out: &Outgoing) {
                         .arg(presence_key(&out.server))
                         .exec(&mut c)?;
                 } else if Instant::now() >= next_refresh {
-                    refresh_presence(&mut c, hub, &out.server)?;
+                    refresh_presence(&mut c, hub, &out.server, read_others)?;
+                    read_others = true;
                     next_refresh = Instant::now() + PRESENCE_REFRESH;
                 }
                 Ok(c)
@@ -240,6 +245,7 @@ fn publish_loop(client: &redis::Client, hub: &Hub, out: &Outgoing) {
                 }
                 std::thread::sleep(RECONNECT_WAIT);
                 next_refresh = Instant::now();
+                read_others = false;
             }
         }
     }
@@ -284,9 +290,14 @@ fn send_events(
     pipe.exec(c)
 }
 
-/// Rewrites this server's presence key (with a fresh TTL), then reads every
-/// other server's and hands the snapshot to the hub.
-fn refresh_presence(c: &mut redis::Connection, hub: &Hub, server: &str) -> redis::RedisResult<()> {
+/// Rewrites this server's presence key (with a fresh TTL), then (with
+/// `read_others`) reads every other server's and hands them to the hub.
+fn refresh_presence(
+    c: &mut redis::Connection,
+    hub: &Hub,
+    server: &str,
+    read_others: bool,
+) -> redis::RedisResult<()> {
     let key = presence_key(server);
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("DEL").arg(&key).ignore();
@@ -302,6 +313,9 @@ fn refresh_presence(c: &mut redis::Connection, hub: &Hub, server: &str) -> redis
         .arg(PRESENCE_TTL.as_millis() as u64)
         .ignore();
     pipe.exec(c)?;
+    if !read_others {
+        return Ok(());
+    }
 
     let read_at = Instant::now();
     let mut keys: Vec<String> = Vec::new();
