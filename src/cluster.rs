@@ -135,18 +135,9 @@ impl Publisher {
         queue.closing = true;
         self.shared.wake.notify_all();
         let deadline = Instant::now() + timeout;
-        while !queue.closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            queue = self
-                .shared
-                .wake
-                .wait_timeout(queue, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        drop(crate::wait_until(&self.shared.wake, queue, deadline, |q| {
+            q.closed
+        }));
     }
 }
 
@@ -266,19 +257,7 @@ fn send_events(
     let mut pipe = redis::pipe();
     for event in events {
         if let Event::Presence { name, sessions } = event {
-            if sessions.is_empty() {
-                pipe.cmd("HDEL").arg(&key).arg(name).ignore();
-            } else {
-                pipe.cmd("HSET")
-                    .arg(&key)
-                    .arg(name)
-                    .arg(sessions.join(","))
-                    .ignore();
-                pipe.cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(PRESENCE_TTL.as_millis() as u64)
-                    .ignore();
-            }
+            set_presence(&mut pipe, &key, name, sessions);
         }
         let envelope = Envelope {
             origin: server.to_string(),
@@ -288,6 +267,24 @@ fn send_events(
         pipe.cmd("PUBLISH").arg(CHANNEL).arg(json).ignore();
     }
     pipe.exec(c)
+}
+
+/// Adds to `pipe` the commands that record `name`'s sessions on this server
+/// in its presence key (removing the name when it has none), with a fresh TTL.
+fn set_presence(pipe: &mut redis::Pipeline, key: &str, name: &str, sessions: &[String]) {
+    if sessions.is_empty() {
+        pipe.cmd("HDEL").arg(key).arg(name).ignore();
+    } else {
+        pipe.cmd("HSET")
+            .arg(key)
+            .arg(name)
+            .arg(sessions.join(","))
+            .ignore();
+    }
+    pipe.cmd("PEXPIRE")
+        .arg(key)
+        .arg(PRESENCE_TTL.as_millis() as u64)
+        .ignore();
 }
 
 /// Rewrites this server's presence key (with a fresh TTL), then (with
@@ -302,16 +299,8 @@ fn refresh_presence(
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("DEL").arg(&key).ignore();
     for (name, sessions) in hub.local_presence() {
-        pipe.cmd("HSET")
-            .arg(&key)
-            .arg(name)
-            .arg(sessions.join(","))
-            .ignore();
+        set_presence(&mut pipe, &key, &name, &sessions);
     }
-    pipe.cmd("PEXPIRE")
-        .arg(&key)
-        .arg(PRESENCE_TTL.as_millis() as u64)
-        .ignore();
     pipe.exec(c)?;
     if !read_others {
         return Ok(());

@@ -94,6 +94,18 @@ impl Hub {
         }
     }
 
+    /// Runs `change` on the room under the lock; then, with the lock
+    /// released, kicks the clients it found too slow. Every change to the
+    /// room goes through here.
+    fn update<R>(&self, change: impl FnOnce(&mut Room, &mut Vec<Outbox>) -> R) -> R {
+        let mut dropped = Vec::new();
+        let result = change(&mut self.lock(), &mut dropped);
+        for outbox in dropped {
+            outbox.kick();
+        }
+        result
+    }
+
     /// Registers a new connection and queues its first frames: `welcome`,
     /// `history`, `offline`. Tells everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox) -> Uuid {
@@ -101,9 +113,7 @@ impl Hub {
         let name = session.name.as_str();
         // Read the inbox before taking the lock (the store may do I/O) ...
         let offline = self.store.take_inbox(name);
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
+        self.update(|room, dropped| {
             let before = room.everyone();
             *room.local.entry(name.to_string()).or_default() += 1;
             let everyone = room.everyone();
@@ -116,47 +126,40 @@ impl Hub {
             for frame in [welcome, history, offline] {
                 let _ = outbox.push(frame); // an empty queue has room for three
             }
-            room.clients.insert(
-                id,
-                Client {
-                    name: name.to_string(),
-                    session_id: session.id.clone(),
-                    outbox,
-                },
-            );
-            room.announce(&before, &mut dropped);
+            let client = Client {
+                name: name.to_string(),
+                session_id: session.id.clone(),
+                outbox,
+            };
+            room.clients.insert(id, client);
+            room.announce(&before, dropped);
             self.publish(room.presence_event(name));
-        }
-        kick(dropped);
+        });
         // ... and again after registering: a private message that found the
         // name offline just before we registered is in the inbox now.
-        let mut dropped = Vec::new();
         let late = self.store.take_inbox(name);
         if !late.is_empty() {
-            let mut room = self.lock();
-            for message in &late {
-                room.deliver(
-                    &encode(&ServerFrame::Private(message)),
-                    |cid, _| *cid == id,
-                    &mut dropped,
-                );
-            }
+            self.update(|room, dropped| {
+                for message in &late {
+                    room.deliver(
+                        &encode(&ServerFrame::Private(message)),
+                        |cid, _| *cid == id,
+                        dropped,
+                    );
+                }
+            });
         }
-        kick(dropped);
         id
     }
 
     /// Unregisters a connection; tells everyone when its name goes offline.
     /// Safe to call for a connection the hub already dropped.
     pub fn leave(&self, id: Uuid) {
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
-            if let Some(client) = room.remove(id, &mut dropped) {
+        self.update(|room, dropped| {
+            if let Some(client) = room.remove(id, dropped) {
                 self.publish(room.presence_event(&client.name));
             }
-        }
-        kick(dropped); // the `leave` notice may have found full outboxes
+        });
     }
 
     /// A room message from `from`: kept in the history, sent to everyone.
@@ -168,17 +171,14 @@ impl Hub {
             ts: now_ms(),
         };
         let frame = encode(&ServerFrame::Message(&message));
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
-            room.deliver(&frame, |_, _| true, &mut dropped);
+        self.update(|room, dropped| {
+            room.deliver(&frame, |_, _| true, dropped);
             self.store.append_history(&message);
             self.publish(Event::Room {
                 message: message.clone(),
             });
             room.remember(message);
-        }
-        kick(dropped);
+        });
     }
 
     /// A private message: to every connection of `to` and of `from`, or into
@@ -194,15 +194,11 @@ impl Hub {
             ts: now_ms(),
         };
         let frame = encode(&ServerFrame::Private(&message));
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
+        self.update(|room, dropped| {
             let online = room.is_online(to);
             if !online && !known {
-                return Err(ClientError::new(
-                    ErrorCode::UnknownUser,
-                    format!("Nobody called {to:?} has ever logged in."),
-                ));
+                let reason = format!("Nobody called {to:?} has ever logged in.");
+                return Err(ClientError::new(ErrorCode::UnknownUser, reason));
             }
             if !online {
                 // Under the lock, so that a connection of `to` registering
@@ -212,44 +208,37 @@ impl Hub {
             room.deliver(
                 &frame,
                 |_, client| client.name == from || client.name == to,
-                &mut dropped,
+                dropped,
             );
             self.publish(Event::Private { message });
-        }
-        kick(dropped);
-        Ok(())
+            Ok(())
+        })
     }
 
     /// A room message said on another server: shown here, kept in the
     /// replayed history (the other server stored it).
     pub fn relay_room(&self, message: RoomMessage) {
         let frame = encode(&ServerFrame::Message(&message));
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
-            room.deliver(&frame, |_, _| true, &mut dropped);
+        self.update(|room, dropped| {
+            room.deliver(&frame, |_, _| true, dropped);
             room.remember(message);
-        }
-        kick(dropped);
+        });
     }
 
     /// A private message sent on another server: to the connections here of
     /// its sender and its recipient.
     pub fn relay_private(&self, message: &PrivateMessage) {
         let frame = encode(&ServerFrame::Private(message));
-        let mut dropped = Vec::new();
         let to =
             |_: &Uuid, client: &Client| client.name == message.from || client.name == message.to;
-        self.lock().deliver(&frame, to, &mut dropped);
-        kick(dropped);
+        self.update(|room, dropped| room.deliver(&frame, to, dropped));
     }
 
-    /// Another server says who of `name` is connected there (no sessions:
-    /// nobody). Announces a `join` or `leave` if that changes who is online.
+    /// Another server says which sessions of `name` are connected there
+    /// (none: it left there). Announces `join` or `leave` if that changes
+    /// who is online.
     pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>) {
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
+        self.update(|room, dropped| {
             let before = room.everyone();
             let names = room.remote.entry(server.to_string()).or_default();
             if sessions.is_empty() {
@@ -257,9 +246,8 @@ impl Hub {
             } else {
                 names.insert(name.to_string(), (sessions, Instant::now()));
             }
-            room.announce(&before, &mut dropped);
-        }
-        kick(dropped);
+            room.announce(&before, dropped);
+        });
     }
 
     /// What Redis says is online on every other server, read at `read_at`:
@@ -267,28 +255,23 @@ impl Hub {
     /// newer event wins over an older snapshot). A server missing from the
     /// snapshot has stopped (its presence key expired): its users leave.
     pub fn sync_presence(&self, snapshot: HashMap<String, RemotePresence>, read_at: Instant) {
-        let mut dropped = Vec::new();
-        {
-            let mut room = self.lock();
+        self.update(|room, dropped| {
             let before = room.everyone();
             let mut remote = snapshot;
             for (server, names) in &room.remote {
-                for (name, entry) in names {
-                    if entry.1 > read_at {
-                        remote
-                            .entry(server.clone())
-                            .or_default()
-                            .insert(name.clone(), entry.clone());
-                    }
+                for (name, entry) in names.iter().filter(|(_, entry)| entry.1 > read_at) {
+                    remote
+                        .entry(server.clone())
+                        .or_default()
+                        .insert(name.clone(), entry.clone());
                 }
             }
             for server in room.remote.keys().filter(|s| !remote.contains_key(*s)) {
                 info!("server {server} is gone: its users leave");
             }
             room.remote = remote;
-            room.announce(&before, &mut dropped);
-        }
-        kick(dropped);
+            room.announce(&before, dropped);
+        });
     }
 
     /// This server's connections: name -> session ids (for `cluster.rs`).
@@ -436,12 +419,5 @@ impl Room {
         }
         self.announce(&before, dropped);
         Some(client)
-    }
-}
-
-/// Drops connections removed under the lock, now that it is released.
-fn kick(dropped: Vec<Outbox>) {
-    for outbox in dropped {
-        outbox.kick();
     }
 }

@@ -59,3 +59,24 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Waits on `condvar` (paired with `guard`'s mutex) until `done` holds or
+/// `deadline` passes; returns the guard either way.
+pub(crate) fn wait_until<'a, T>(
+    condvar: &std::sync::Condvar,
+    mut guard: std::sync::MutexGuard<'a, T>,
+    deadline: std::time::Instant,
+    done: impl Fn(&T) -> bool,
+) -> std::sync::MutexGuard<'a, T> {
+    while !done(&guard) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        guard = condvar
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    guard
+}

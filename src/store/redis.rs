@@ -202,21 +202,9 @@ impl RedisStore {
     /// Waits until every pending write is in Redis, or `timeout` passes.
     /// Returns how many are still pending.
     pub fn flush(&self, timeout: Duration) -> usize {
+        let pending = lock(&self.shared.pending);
         let deadline = Instant::now() + timeout;
-        let mut pending = lock(&self.shared.pending);
-        loop {
-            let left = pending.len();
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if left == 0 || wait.is_zero() {
-                return left;
-            }
-            pending = self
-                .shared
-                .changed
-                .wait_timeout(pending, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        crate::wait_until(&self.shared.changed, pending, deadline, |p| p.len() == 0).len()
     }
 }
 
