@@ -73,20 +73,6 @@ pub fn run(config: Config) -> Result<(), String> {
     let page = Page::new(config.www.clone()).map_err(|e| format!("--www: {e}"))?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("lanchat listening on http://{address}");
-    let _ = std::io::stdout().flush();
-    if address.ip().is_unspecified() {
-        for interface in if_addrs::get_if_addrs().unwrap_or_default() {
-            if !interface.is_loopback() && interface.ip().is_ipv4() {
-                info!(
-                    "on the LAN, open http://{}:{}",
-                    interface.ip(),
-                    address.port()
-                );
-            }
-        }
-    }
     info!("store: {}", store.kind());
     let hub = Arc::new(Hub::new(store, cluster.clone()));
     if let (Some(url), Some(publisher)) = (&config.redis, &cluster) {
@@ -104,6 +90,21 @@ pub fn run(config: Config) -> Result<(), String> {
         stopping: AtomicBool::new(false),
     });
     watch_signals(shared.clone())?;
+    // Ready: only now tell the world (tests and tools wait for this line).
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("lanchat listening on http://{address}");
+    let _ = std::io::stdout().flush();
+    if address.ip().is_unspecified() {
+        for interface in if_addrs::get_if_addrs().unwrap_or_default() {
+            if !interface.is_loopback() && interface.ip().is_ipv4() {
+                info!(
+                    "on the LAN, open http://{}:{}",
+                    interface.ip(),
+                    address.port()
+                );
+            }
+        }
+    }
     accept_loop(listener, shared);
     Ok(())
 }
