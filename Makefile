@@ -8,7 +8,7 @@ ARGS ?=
 # The Redis used by `make run-redis` (started here when none answers).
 REDIS_PORT ?= 6379
 
-.PHONY: run run-redis test test-rust test-e2e lint deps fuzz soak
+.PHONY: run run-redis test test-rust test-e2e lint deps fuzz soak bench
 
 run:
 	$(CARGO) run --release -- $(ARGS)
@@ -47,6 +47,13 @@ fuzz:
 # A bounded churn-and-chat run; prints threads and memory at start and end.
 soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture
+
+# Fan-out, latency, capacity and join time, against the same-run limit of
+# this machine (bench/README.md). About 5 minutes; results in target/bench/.
+bench:
+	$(CARGO) build --release
+	$(CARGO) build --release --manifest-path bench/Cargo.toml
+	bench/target/release/lanchat-bench --server $(CURDIR)/target/release/lanchat
 
 lint:
 	$(CARGO) fmt --all -- --check

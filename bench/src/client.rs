@@ -1,0 +1,217 @@
+//! The load generator's WebSocket client: just enough of HTTP and RFC 6455.
+//!
+//! `POST /login` gets the two cookies, `GET /ws` upgrades with them, and from
+//! then on the client reads the server's frames itself. It is hand-rolled on
+//! purpose (tokio for the sockets, no WebSocket library): the load generator
+//! runs on one core and must decode frames much faster than the server under
+//! test writes them, or it would measure itself. Server frames are unmasked,
+//! so decoding one is a header parse and a slice; the only work per delivered
+//! frame is finding the send time in its text (see [`send_time_us`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest an HTTP exchange (login or upgrade) may take before it fails.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Logs `name` in and returns the `Cookie:` header value to send on upgrade.
+pub async fn login(addr: SocketAddr, name: &str) -> io::Result<String> {
+    tokio::time::timeout(HTTP_TIMEOUT, async {
+        let mut socket = TcpStream::connect(addr).await?;
+        let body = format!("name={name}");
+        let request = format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await?;
+        let (head, _) = read_head(&mut socket).await?;
+        if !head.starts_with("HTTP/1.1 303") {
+            return Err(io::Error::other(format!(
+                "login {name}: {}",
+                head.lines().next().unwrap_or("")
+            )));
+        }
+        let cookies: Vec<&str> = head
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("set-cookie")
+                    .then(|| v.trim().split(';').next().unwrap_or(""))
+            })
+            .collect();
+        if cookies.len() != 2 {
+            return Err(io::Error::other(format!("login {name}: {} cookies", cookies.len())));
+        }
+        Ok(cookies.join("; "))
+    })
+    .await
+    .map_err(|_| io::Error::other("login timed out"))?
+}
+
+/// Sends the upgrade request on `socket` (already connected).
+pub async fn send_upgrade(socket: &mut TcpStream, addr: SocketAddr, cookie: &str) -> io::Result<()> {
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await
+}
+
+/// Reads the `101` answer; returns the frame bytes that came with it.
+pub async fn finish_upgrade(socket: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let (head, rest) = tokio::time::timeout(HTTP_TIMEOUT, read_head(socket))
+        .await
+        .map_err(|_| io::Error::other("upgrade timed out"))??;
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(io::Error::other(format!(
+            "upgrade: {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(rest)
+}
+
+/// Reads an HTTP response head; returns it and whatever followed it.
+async fn read_head(socket: &mut TcpStream) -> io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            return Ok((head, buf[end + 4..].to_vec()));
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(io::Error::other("response head too large"));
+        }
+    }
+}
+
+/// A client text frame (masked, as RFC 6455 requires of clients).
+pub fn text_frame(text: &str) -> Vec<u8> {
+    frame(0x1, text.as_bytes())
+}
+
+/// A masked client frame of `opcode` with `payload`.
+pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x1c, 0x93, 0x07];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// One server frame found in a [`FrameBuf`]: its opcode and payload range.
+pub struct Frame {
+    pub opcode: u8,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Bytes read from a socket, split into whole frames as they complete.
+pub struct FrameBuf {
+    pub buf: Vec<u8>,
+    /// Start of the first byte not yet consumed.
+    pos: usize,
+    /// End of the bytes read so far.
+    len: usize,
+}
+
+impl FrameBuf {
+    pub fn new(initial: Vec<u8>, capacity: usize) -> FrameBuf {
+        let len = initial.len();
+        let mut buf = initial;
+        buf.resize(capacity.max(len), 0);
+        FrameBuf { buf, pos: 0, len }
+    }
+
+    /// Reads once more from `socket`; `Ok(0)` is the end of the stream.
+    pub async fn fill(&mut self, socket: &mut (impl AsyncReadExt + Unpin)) -> io::Result<usize> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+        }
+        if self.len == self.buf.len() {
+            // A frame larger than the buffer: grow (the history frame can be).
+            let grown = self.buf.len() * 2;
+            self.buf.resize(grown, 0);
+        }
+        let n = socket.read(&mut self.buf[self.len..]).await?;
+        self.len += n;
+        Ok(n)
+    }
+
+    /// The next whole frame, if one is buffered. Fragmented messages are
+    /// not reassembled (neither server sends them).
+    pub fn next(&mut self) -> Option<Frame> {
+        let b = &self.buf[self.pos..self.len];
+        if b.len() < 2 {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        let (len, header) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if b.len() < header + len {
+            return None;
+        }
+        let start = self.pos + header;
+        self.pos = start + len;
+        Some(Frame { opcode, start, end: start + len })
+    }
+
+    pub fn payload(&self, frame: &Frame) -> &[u8] {
+        &self.buf[frame.start..frame.end]
+    }
+}
+
+/// The text every load message starts with: `B<send time in µs> `.
+pub const MARK: &[u8] = b"\"text\":\"B";
+
+/// The send time (µs since the bench's epoch) embedded in a room message, or
+/// `None` for any other frame (welcome, join, a foreign message ...).
+pub fn send_time_us(payload: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(payload, MARK)? + MARK.len();
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &c in &payload[at..] {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + (c - b'0') as u64;
+        digits += 1;
+    }
+    (digits > 0).then_some(value)
+}
+
+/// Connects, upgrades, and returns the socket with the bytes read past the
+/// `101` head.
+pub async fn connect_ws(addr: SocketAddr, cookie: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut socket = TcpStream::connect(addr).await?;
+    socket.set_nodelay(true)?;
+    send_upgrade(&mut socket, addr, cookie).await?;
+    let rest = finish_upgrade(&mut socket).await?;
+    Ok((socket, rest))
+}

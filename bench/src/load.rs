@@ -1,0 +1,462 @@
+//! Many clients in one process, a pacer that makes some of them talk, and the
+//! statistics of what every client receives.
+//!
+//! Every client is a task on one single-threaded tokio runtime (the whole
+//! load generator is pinned to one core). A message's text starts with
+//! `B<send time in µs>`, taken from this process's monotonic clock just
+//! before the frame is written, so a delivery's latency is the time it was
+//! read minus that stamp: send, server, fan-out, receive, all included, no
+//! clock sync needed.
+//!
+//! A load step runs a warm-up, then a measured window. Only messages *sent*
+//! inside the window count, and each must reach every open client: deliveries
+//! of those messages, latencies of those deliveries, and `lost` = expected
+//! deliveries that have not arrived after a drain period.
+
+use crate::client::{self, FrameBuf};
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// Longest a message sent in the window may take to arrive before the
+/// delivery counts as lost.
+pub const DRAIN: Duration = Duration::from_secs(3);
+/// Handshakes in flight at once: the server's listen backlog is 128.
+const CONNECT_CONCURRENCY: usize = 64;
+/// Each sender's rate stays at or under this (the server allows 20/s).
+pub const MAX_RATE_PER_SENDER: f64 = 15.0;
+/// Characters of a load message's text: a short chat line.
+const TEXT_LEN: usize = 64;
+
+/// What all clients have received, shared by their reader tasks.
+pub struct Stats {
+    epoch: Instant,
+    window: Cell<(u64, u64)>,
+    /// Latencies (µs) of deliveries of messages sent in the window.
+    latencies: RefCell<Vec<u32>>,
+    delivered: Cell<u64>,
+    /// Every frame any client received (for "is the server quiet?").
+    frames: Cell<u64>,
+    /// `error` frames (e.g. `rate_limited`): should stay 0.
+    errors: Cell<u64>,
+    /// Client connections that ended (the server dropped or closed them).
+    closed: Cell<u64>,
+}
+
+impl Stats {
+    pub fn new(epoch: Instant) -> Rc<Stats> {
+        Rc::new(Stats {
+            epoch,
+            window: Cell::new((u64::MAX, u64::MAX)),
+            latencies: RefCell::new(Vec::new()),
+            delivered: Cell::new(0),
+            frames: Cell::new(0),
+            errors: Cell::new(0),
+            closed: Cell::new(0),
+        })
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn on_text(&self, payload: &[u8], now: u64) {
+        self.frames.set(self.frames.get() + 1);
+        match client::send_time_us(payload) {
+            Some(sent) => {
+                let (start, end) = self.window.get();
+                if sent >= start && sent < end {
+                    self.delivered.set(self.delivered.get() + 1);
+                    let latency = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
+                    self.latencies.borrow_mut().push(latency);
+                }
+            }
+            None if payload.starts_with(b"{\"type\":\"error\"") => {
+                self.errors.set(self.errors.get() + 1)
+            }
+            None => {}
+        }
+    }
+
+    pub fn closed(&self) -> u64 {
+        self.closed.get()
+    }
+
+    /// Waits until no frame has arrived for `quiet`, at most `limit`.
+    pub async fn wait_quiet(&self, quiet: Duration, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut last = self.frames.get();
+        while Instant::now() < deadline {
+            tokio::time::sleep(quiet).await;
+            let now = self.frames.get();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+/// A set of open clients.
+pub struct Clients {
+    writers: Vec<Rc<Mutex<OwnedWriteHalf>>>,
+    readers: Vec<JoinHandle<()>>,
+    pub stats: Rc<Stats>,
+}
+
+impl Clients {
+    /// Opens `count` WebSocket clients, `per_name` of them sharing one login
+    /// (names `{prefix}{i}`), and waits until each has its first three frames
+    /// (welcome, history, offline). Bounded by `limit`.
+    pub async fn open(
+        addr: SocketAddr,
+        count: usize,
+        per_name: usize,
+        prefix: &str,
+        stats: Rc<Stats>,
+        limit: Duration,
+    ) -> io::Result<Clients> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let gate = Rc::new(Semaphore::new(CONNECT_CONCURRENCY));
+        let names = count.div_ceil(per_name);
+        // Log in every name first.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..names {
+            let (gate, tx, name) = (gate.clone(), tx.clone(), format!("{prefix}{i}"));
+            tokio::task::spawn_local(async move {
+                let _permit = gate.acquire().await;
+                let _ = tx.send((i, client::login(addr, &name).await));
+            });
+        }
+        let mut cookies = vec![String::new(); names];
+        for _ in 0..names {
+            let (i, cookie) = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .map_err(|_| io::Error::other("logins timed out"))?
+                .expect("senders alive");
+            cookies[i] = cookie?;
+        }
+        // Then open the connections.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut readers = Vec::with_capacity(count);
+        for i in 0..count {
+            let (gate, tx, stats) = (gate.clone(), tx.clone(), stats.clone());
+            let cookie = cookies[i / per_name].clone();
+            readers.push(tokio::task::spawn_local(async move {
+                let permit = gate.acquire().await;
+                let (socket, rest) = match client::connect_ws(addr, &cookie).await {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let (read, write) = socket.into_split();
+                let writer = Rc::new(Mutex::new(write));
+                let mut ready = Some((tx, writer.clone(), permit));
+                let mut frames = FrameBuf::new(rest, 16 * 1024);
+                let mut read = read;
+                let mut seen = 0;
+                'read: loop {
+                    let now = stats.now_us();
+                    while let Some(frame) = frames.next() {
+                        match frame.opcode {
+                            0x1 => {
+                                stats.on_text(frames.payload(&frame), now);
+                                seen += 1;
+                                if seen == 3
+                                    && let Some((tx, writer, _permit)) = ready.take()
+                                {
+                                    let _ = tx.send(Ok(writer));
+                                }
+                            }
+                            0x8 => break 'read,
+                            0x9 => {
+                                let pong = client::frame(0xA, frames.payload(&frame));
+                                let _ = writer.lock().await.write_all(&pong).await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    match frames.fill(&mut read).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                if let Some((tx, _, _)) = ready.take() {
+                    let _ = tx.send(Err(io::Error::other("closed before its first frames")));
+                }
+                stats.closed.set(stats.closed.get() + 1);
+            }));
+        }
+        drop(tx);
+        let mut writers = Vec::with_capacity(count);
+        let mut failed = None;
+        for _ in 0..count {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Ok(writer))) => writers.push(writer),
+                Ok(Some(Err(e))) => failed = Some(e),
+                Ok(None) => break,
+                Err(_) => {
+                    failed = Some(io::Error::other(format!(
+                        "only {} of {count} connections ready in {limit:?}",
+                        writers.len()
+                    )));
+                    break;
+                }
+            }
+        }
+        let clients = Clients {
+            writers,
+            readers,
+            stats,
+        };
+        match failed {
+            Some(e) => {
+                clients.close();
+                Err(e)
+            }
+            None => Ok(clients),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Ends every client (their sockets close when the tasks are dropped).
+    pub fn close(self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+
+    /// Sends one load message from client `i`; returns its send stamp.
+    async fn say(&self, i: usize, seq: u64) -> io::Result<u64> {
+        let sent = self.stats.now_us();
+        let text = format!("B{sent} {seq} ");
+        let pad = TEXT_LEN.saturating_sub(text.len());
+        let json = format!("{{\"type\":\"message\",\"text\":\"{text}{}\"}}", "x".repeat(pad));
+        let frame = client::text_frame(&json);
+        self.writers[i].lock().await.write_all(&frame).await?;
+        Ok(sent)
+    }
+}
+
+/// One load step's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Room messages per second sent, and how many clients sent them.
+    pub messages_per_s: f64,
+    pub senders: usize,
+    pub clients: usize,
+    /// Deliveries per second offered (messages/s × clients).
+    pub offered_per_s: f64,
+    /// Deliveries of window messages per second of window.
+    pub delivered_per_s: f64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Error frames (e.g. rate_limited) received during the step.
+    pub errors: u64,
+    /// Clients the server dropped during the step.
+    pub dropped_clients: u64,
+    /// Share of one core the load generator used during the step.
+    pub generator_cpu: f64,
+}
+
+impl Step {
+    /// Within the saturation criteria: p99 ≤ 100 ms, ≤ 0.1 % lost, nobody dropped.
+    pub fn passes(&self) -> bool {
+        self.p99_ms <= 100.0
+            && self.lost as f64 <= self.expected as f64 * 0.001
+            && self.dropped_clients == 0
+            && self.delivered > 0
+    }
+}
+
+/// Sends `messages_per_s` room messages from the first `senders` clients
+/// (round robin, so each sends at `messages_per_s / senders`), for `warmup`
+/// then a measured `window`, and waits up to [`DRAIN`] for the deliveries.
+pub async fn run_step(
+    clients: &Clients,
+    messages_per_s: f64,
+    senders: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Step {
+    let stats = &clients.stats;
+    let senders = senders.clamp(1, clients.len());
+    let open = clients.len() as u64 - stats.closed();
+    let closed_before = stats.closed();
+    let errors_before = stats.errors.get();
+    stats.latencies.borrow_mut().clear();
+    stats.delivered.set(0);
+    let start = stats.now_us();
+    let window_start = start + warmup.as_micros() as u64;
+    let window_end = window_start + window.as_micros() as u64;
+    stats.window.set((window_start, window_end));
+    let cpu_before = crate::procs::own_cpu_time();
+    let wall = Instant::now();
+
+    let total = warmup + window;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut sent, mut in_window) = (0u64, 0u64);
+    'send: loop {
+        tick.tick().await;
+        let elapsed = wall.elapsed();
+        if elapsed >= total {
+            break;
+        }
+        let due = (elapsed.as_secs_f64() * messages_per_s) as u64;
+        while sent < due {
+            if wall.elapsed() >= total {
+                break 'send;
+            }
+            let from = (sent % senders as u64) as usize;
+            if let Ok(at) = clients.say(from, sent).await
+                && at >= window_start
+                && at < window_end
+            {
+                in_window += 1;
+            }
+            sent += 1;
+        }
+    }
+    let expected = in_window * open;
+    let drain_until = Instant::now() + DRAIN;
+    while stats.delivered.get() < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cpu = (crate::procs::own_cpu_time() - cpu_before).as_secs_f64()
+        / wall.elapsed().as_secs_f64();
+    let delivered = stats.delivered.get();
+    // Nothing counted after this point belongs to the step.
+    stats.window.set((u64::MAX, u64::MAX));
+    let mut latencies = std::mem::take(&mut *stats.latencies.borrow_mut());
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i] as f64 / 1000.0
+    };
+    Step {
+        messages_per_s,
+        senders,
+        clients: open as usize,
+        offered_per_s: messages_per_s * open as f64,
+        delivered_per_s: delivered as f64 / window.as_secs_f64(),
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+        errors: stats.errors.get() - errors_before,
+        dropped_clients: stats.closed() - closed_before,
+        generator_cpu: cpu,
+    }
+}
+
+/// Senders needed for `messages_per_s` with each under the rate limit.
+pub fn senders_for(messages_per_s: f64, at_least: usize) -> usize {
+    ((messages_per_s / MAX_RATE_PER_SENDER).ceil() as usize).max(at_least)
+}
+
+/// Join latency: from writing `GET /ws` to having the `history` frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Joins {
+    pub store: String,
+    pub joins: usize,
+    pub history_messages: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Fills the room history with `history` messages (from a few clients, under
+/// the rate limit), then measures `joins` joins one after another, each by a
+/// name logged in beforehand (the login is not timed), each closed after.
+pub async fn join_latency(
+    addr: SocketAddr,
+    store: &str,
+    history: usize,
+    joins: usize,
+    epoch: Instant,
+) -> io::Result<Joins> {
+    let stats = Stats::new(epoch);
+    let talkers = 5;
+    let clients = Clients::open(addr, talkers, 1, "h", stats, Duration::from_secs(20)).await?;
+    for seq in 0..history as u64 {
+        clients.say(seq as usize % talkers, seq).await?;
+        // 5 talkers × 1 message each per 10 ms = 20/s each at most.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+    clients.close();
+
+    let mut cookies = Vec::with_capacity(joins);
+    for i in 0..joins {
+        cookies.push(client::login(addr, &format!("j{i}")).await?);
+    }
+    let mut times = Vec::with_capacity(joins);
+    let mut history_messages = 0;
+    for cookie in &cookies {
+        let mut socket = tokio::net::TcpStream::connect(addr).await?;
+        socket.set_nodelay(true)?;
+        let t0 = Instant::now();
+        client::send_upgrade(&mut socket, addr, cookie).await?;
+        let rest = client::finish_upgrade(&mut socket).await?;
+        let mut frames = FrameBuf::new(rest, 64 * 1024);
+        let mut texts = 0;
+        let got = tokio::time::timeout(client::HTTP_TIMEOUT, async {
+            loop {
+                while let Some(frame) = frames.next() {
+                    if frame.opcode == 0x1 {
+                        texts += 1;
+                        if texts == 2 {
+                            let payload = frames.payload(&frame);
+                            return Ok(memchr::memmem::find_iter(payload, b"\"type\":\"message\"")
+                                .count());
+                        }
+                    }
+                }
+                if frames.fill(&mut socket).await? == 0 {
+                    return Err(io::Error::other("closed before history"));
+                }
+            }
+        })
+        .await
+        .map_err(|_| io::Error::other("no history within 10 s"))??;
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        history_messages = got;
+        drop(socket);
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
+    Ok(Joins {
+        store: store.to_string(),
+        joins,
+        history_messages,
+        p50_ms: pct(0.5),
+        p90_ms: pct(0.9),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+    })
+}

@@ -1,0 +1,375 @@
+//! `lanchat-bench`: lanchat's load generator and benchmark orchestrator.
+//!
+//! It starts the server under test itself, pinned to one core with
+//! `taskset -c 0`, pins itself to another (core 1), raises its file-descriptor
+//! limit (the server inherits it), and runs every scenario against lanchat
+//! and against `fanout-reference`, the machine's limit:
+//!
+//! | scenario | what it measures | how |
+//! |---|---|---|
+//! | fixed load | latency at a chat's ordinary load | 1,000 clients, 10 senders × 2 msg/s (20,000 deliveries/s) for 10 s; every client's latency for every message (send stamp in the text), lost deliveries |
+//! | saturation | the most deliveries/s the server keeps with p99 ≤ 100 ms | the same 1,000 clients; load steps of rising rate (1 s warm-up, 3 s window, each sender ≤ 15 msg/s, more senders as needed); a step passes with p99 ≤ 100 ms, ≤ 0.1 % lost and no client dropped; stops at the first failure; the result is the highest delivered rate of a passing step |
+//! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
+//! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; memory store and Redis |
+//!
+//! Output: a markdown table on stdout, `results.json` and `latency.svg` in
+//! the output folder (default `target/bench` of the lanchat checkout).
+//! Usage: `lanchat-bench [--server PATH] [--reference PATH] [--out DIR]
+//! [--quick] [--only lanchat|reference] [--server-wrapper 'perf record -g -o F --']`.
+
+mod client;
+mod load;
+mod procs;
+mod report;
+
+use load::{Clients, Joins, Stats, Step};
+use procs::{Redis, Server};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SERVER_CORE: usize = 0;
+const CLIENT_CORE: usize = 1;
+
+/// Offered loads of the saturation search, in deliveries/s at 1,000 clients.
+/// Steps of ×1.4; the target (300,000) is one of them.
+const SATURATION_LOADS: [f64; 17] = [
+    20e3, 30e3, 40e3, 55e3, 80e3, 110e3, 150e3, 215e3, 300e3, 420e3, 600e3, 850e3, 1.2e6, 1.7e6,
+    2.4e6, 3.4e6, 4.8e6,
+];
+
+struct Options {
+    server: PathBuf,
+    reference: PathBuf,
+    out: PathBuf,
+    quick: bool,
+    only: Option<String>,
+    wrapper: Vec<String>,
+    clients: usize,
+    idle: Vec<usize>,
+    scenarios: Vec<String>,
+    /// Seconds to keep each idle level open after measuring (for profiling).
+    hold: u64,
+}
+
+fn options() -> Options {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut o = Options {
+        server: std::env::var_os("LANCHAT_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target/release/lanchat")),
+        reference: exe_dir.join("fanout-reference"),
+        out: repo.join("target/bench"),
+        quick: false,
+        only: None,
+        wrapper: vec![],
+        clients: 1000,
+        idle: vec![1000, 10_000],
+        scenarios: ["fanout", "idle", "join"].map(String::from).to_vec(),
+        hold: 0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        match arg.as_str() {
+            "--server" => o.server = value().into(),
+            "--reference" => o.reference = value().into(),
+            "--out" => o.out = value().into(),
+            "--quick" => o.quick = true,
+            "--only" => o.only = Some(value()),
+            "--server-wrapper" => o.wrapper = value().split_whitespace().map(String::from).collect(),
+            "--clients" => o.clients = value().parse().unwrap_or_else(|_| usage("--clients N")),
+            "--idle" => {
+                o.idle = value()
+                    .split(',')
+                    .map(|n| n.parse().unwrap_or_else(|_| usage("--idle N,N")))
+                    .collect()
+            }
+            "--scenarios" => o.scenarios = value().split(',').map(String::from).collect(),
+            "--hold" => o.hold = value().parse().unwrap_or_else(|_| usage("--hold SECS")),
+            "-h" | "--help" => usage(""),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    o
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!(
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,idle,join]\n       [--server-wrapper 'perf record -g -o FILE --']"
+    );
+    std::process::exit(2)
+}
+
+/// Everything one server got, as written to results.json.
+#[derive(Debug, Default, Serialize)]
+pub struct ServerResults {
+    pub fixed: Option<Step>,
+    pub saturation_steps: Vec<Step>,
+    /// Highest delivered rate of a passing step.
+    pub saturation: Option<f64>,
+    /// Whether the load generator's core was ~full at the last step.
+    pub generator_limited: bool,
+    pub idle: Vec<Idle>,
+    /// Why an idle level could not be reached (e.g. out of threads or fds).
+    pub idle_error: Option<String>,
+    pub joins: Vec<Joins>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub connections: usize,
+    pub rss_kib: u64,
+    pub baseline_rss_kib: u64,
+    pub rss_per_connection_kib: f64,
+    pub threads: u64,
+}
+
+fn main() {
+    let o = options();
+    if let Err(e) = procs::pin_self(CLIENT_CORE) {
+        eprintln!("cannot pin the load generator to core {CLIENT_CORE}: {e}");
+    }
+    let fds = procs::raise_fd_limit().unwrap_or(0);
+    let needed = o.idle.iter().max().copied().unwrap_or(0).max(o.clients) + 200;
+    if (fds as usize) < needed {
+        eprintln!("warning: fd limit {fds} is below the {needed} connections asked for");
+    }
+    std::fs::create_dir_all(&o.out).expect("output folder");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let started = Instant::now();
+    let results = local.block_on(&runtime, run_all(&o));
+    let machine = report::Machine::describe(&o.server);
+    let report = report::Report {
+        machine,
+        quick: o.quick,
+        clients: o.clients,
+        lanchat: results.0,
+        reference: results.1,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let table = report.markdown();
+    println!("{table}");
+    let json = serde_json::to_string_pretty(&report).expect("json");
+    std::fs::write(o.out.join("results.json"), json).expect("results.json");
+    std::fs::write(o.out.join("latency.svg"), report.svg()).expect("latency.svg");
+    std::fs::write(o.out.join("results.md"), table).expect("results.md");
+    eprintln!(
+        "wrote {0}/results.json, {0}/latency.svg, {0}/results.md ({1:.0} s)",
+        o.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
+    let epoch = Instant::now();
+    let want = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
+    let scenario = |name: &str| o.scenarios.iter().any(|s| s == name);
+    let lanchat_args = |extra: &[String]| {
+        let mut args: Vec<String> = [
+            "--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-connections",
+            "30000",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+    let reference_args = || vec!["--port".to_string(), "0".to_string()];
+    let mut lanchat = ServerResults::default();
+    let mut reference = ServerResults::default();
+    if want("lanchat") {
+        let start = || {
+            start_server(o, "lanchat", &o.server, &lanchat_args(&[]), &o.wrapper)
+        };
+        if scenario("fanout") {
+            fan_out(o, start, &mut lanchat, epoch).await;
+        }
+        if scenario("idle") {
+            idle(o, start, &mut lanchat, epoch).await;
+        }
+        // Join latency, memory store then Redis.
+        if !scenario("join") {
+        } else if let Some(server) = start() {
+            log(&format!("join latency, memory store ({})", server.label));
+            match load::join_latency(server.addr, "memory", 110, 200, epoch).await {
+                Ok(j) => lanchat.joins.push(j),
+                Err(e) => log(&format!("join latency (memory) failed: {e}")),
+            }
+            server.stop();
+        }
+        match Redis::start(SERVER_CORE, &o.out.join("redis.log")).map_err(|e| e.to_string()).and_then(|r| {
+            if scenario("join") { Ok(r) } else { r.stop(); Err("not asked for".into()) }
+        }) {
+            Ok(redis) => {
+                let args = lanchat_args(&["--redis".to_string(), redis.url()]);
+                if let Some(server) = start_server(o, "lanchat", &o.server, &args, &o.wrapper) {
+                    log("join latency, Redis store");
+                    match load::join_latency(server.addr, "redis", 110, 200, epoch).await {
+                        Ok(j) => lanchat.joins.push(j),
+                        Err(e) => log(&format!("join latency (redis) failed: {e}")),
+                    }
+                    server.stop();
+                }
+                redis.stop();
+            }
+            Err(e) => log(&format!("no Redis, skipping its join latency: {e}")),
+        }
+    }
+    if want("reference") {
+        let start = || start_server(o, "reference", &o.reference, &reference_args(), &[]);
+        if scenario("fanout") {
+            fan_out(o, start, &mut reference, epoch).await;
+        }
+        if scenario("idle") {
+            idle(o, start, &mut reference, epoch).await;
+        }
+    }
+    (lanchat, reference)
+}
+
+fn log(line: &str) {
+    eprintln!("[bench] {line}");
+}
+
+fn start_server(
+    o: &Options,
+    label: &str,
+    bin: &Path,
+    args: &[String],
+    wrapper: &[String],
+) -> Option<Server> {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_file = o.out.join(format!("{label}-{n}.log"));
+    match Server::start(label, bin, args, SERVER_CORE, wrapper, &log_file) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log(&format!("{e}"));
+            None
+        }
+    }
+}
+
+/// Fixed load, then the saturation search, on one server and one set of
+/// clients.
+async fn fan_out(
+    o: &Options,
+    start: impl Fn() -> Option<Server>,
+    results: &mut ServerResults,
+    epoch: Instant,
+) {
+    let Some(server) = start() else { return };
+    let stats = Stats::new(epoch);
+    log(&format!("{}: opening {} clients", server.label, o.clients));
+    let clients = match Clients::open(server.addr, o.clients, 1, "c", stats, Duration::from_secs(60))
+        .await
+    {
+        Ok(clients) => clients,
+        Err(e) => {
+            log(&format!("{}: cannot open the clients: {e}", server.label));
+            server.stop();
+            return;
+        }
+    };
+    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(10)).await;
+
+    let window = Duration::from_secs(if o.quick { 3 } else { 10 });
+    let fixed = load::run_step(&clients, 20.0, 10, Duration::from_secs(1), window).await;
+    log(&format!("{}: fixed load: {}", server.label, report::step_line(&fixed)));
+    results.fixed = Some(fixed);
+    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+
+    let window = Duration::from_secs(if o.quick { 2 } else { 3 });
+    for offered in SATURATION_LOADS {
+        let rate = offered / clients.len() as f64;
+        let senders = load::senders_for(rate, 10);
+        if senders > clients.len() {
+            break;
+        }
+        let mut step = load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
+        log(&format!("{}: {}", server.label, report::step_line(&step)));
+        if !step.passes() && step.dropped_clients == 0 {
+            // These machines are noisy: a failed step gets one more try.
+            clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+            step = load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
+            log(&format!("{}: again: {}", server.label, report::step_line(&step)));
+        }
+        let passed = step.passes();
+        results.generator_limited = step.generator_cpu >= 0.9;
+        if passed {
+            results.saturation = Some(results.saturation.unwrap_or(0.0).max(step.delivered_per_s));
+        }
+        results.saturation_steps.push(step);
+        if !passed {
+            break;
+        }
+        clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+    }
+    clients.close();
+    server.stop();
+}
+
+/// RSS and threads of a fresh server with each of `o.idle` connections open.
+async fn idle(
+    o: &Options,
+    start: impl Fn() -> Option<Server>,
+    results: &mut ServerResults,
+    epoch: Instant,
+) {
+    let Some(server) = start() else { return };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (baseline, _) = server.rss_and_threads();
+    let mut open: Vec<Clients> = Vec::new();
+    let mut total = 0;
+    for (round, &target) in o.idle.iter().enumerate() {
+        let more = target.saturating_sub(total);
+        log(&format!("{}: idle, opening {more} more connections", server.label));
+        let stats = Stats::new(epoch);
+        let prefix = format!("i{round}-");
+        match Clients::open(server.addr, more, 100, &prefix, stats, Duration::from_secs(120)).await {
+            Ok(clients) => {
+                total += clients.len();
+                open.push(clients);
+            }
+            Err(e) => {
+                log(&format!("{}: idle at {target}: {e}", server.label));
+                results.idle_error = Some(format!("{target} connections: {e}"));
+                break;
+            }
+        }
+        for c in &open {
+            c.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (rss, threads) = server.rss_and_threads();
+        let idle = Idle {
+            connections: total,
+            rss_kib: rss,
+            baseline_rss_kib: baseline,
+            rss_per_connection_kib: rss.saturating_sub(baseline) as f64 / total as f64,
+            threads,
+        };
+        log(&format!(
+            "{}: {} connections: RSS {} KiB ({:.1} KiB each), {} threads",
+            server.label, total, rss, idle.rss_per_connection_kib, threads
+        ));
+        results.idle.push(idle);
+        if o.hold > 0 {
+            log(&format!("holding for {} s (pid {})", o.hold, server.pid()));
+            tokio::time::sleep(Duration::from_secs(o.hold.min(600))).await;
+        }
+    }
+    for c in open {
+        c.close();
+    }
+    server.stop();
+}

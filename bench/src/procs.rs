@@ -1,0 +1,237 @@
+//! The processes around a run: the server under test (pinned with
+//! `taskset`), Redis, and this process's own pinning, fd limit and CPU time.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Pins the calling thread (and the threads it starts later) to `core`.
+pub fn pin_self(core: usize) -> io::Result<()> {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Raises `RLIMIT_NOFILE`: the hard limit to [`WANTED_FDS`] when allowed
+/// (root), the soft limit to the hard one. Children (the server) inherit it.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_max < WANTED_FDS {
+            let raised = libc::rlimit { rlim_cur: WANTED_FDS, rlim_max: WANTED_FDS };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Ok(WANTED_FDS);
+            }
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(limit.rlim_cur)
+    }
+}
+
+/// File descriptors wanted: lanchat holds 3 per WebSocket (the socket and
+/// two `try_clone`s), so 10,000 connections need more than 30,000.
+pub const WANTED_FDS: u64 = 65_536;
+
+/// CPU time (user + system) this process has used, for "was the load
+/// generator the limit?".
+pub fn own_cpu_time() -> Duration {
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+        t(usage.ru_utime) + t(usage.ru_stime)
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A server process under test, pinned to one core.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub label: String,
+    wrapped: bool,
+}
+
+impl Server {
+    /// Starts `taskset -c CORE [wrapper...] BIN ARGS...` and waits for its
+    /// `listening on http://HOST:PORT` line (at most 10 s). Its stderr goes
+    /// to `log`.
+    pub fn start(
+        label: &str,
+        bin: &Path,
+        args: &[String],
+        core: usize,
+        wrapper: &[String],
+        log: &Path,
+    ) -> io::Result<Server> {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(core.to_string());
+        // `{n}` in the wrapper: a number per server started (one perf file each).
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        command.args(wrapper.iter().map(|w| w.replace("{n}", &n.to_string())));
+        command.arg(bin).args(args);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?);
+        let mut child = command
+            .spawn()
+            .map_err(|e| io::Error::other(format!("cannot start {}: {e}", bin.display())))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut line = String::new();
+            let mut sent = false;
+            // Keep reading until EOF so the server never gets EPIPE.
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                if !sent && let Some(at) = line.find("listening on http://") {
+                    let addr = line[at + "listening on http://".len()..].trim().to_string();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+                line.clear();
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "{label}: no 'listening on' line (see {})",
+                    log.display()
+                )));
+            }
+        };
+        let addr = addr
+            .parse()
+            .map_err(|e| io::Error::other(format!("{label}: bad address {addr:?}: {e}")))?;
+        Ok(Server {
+            child,
+            addr,
+            label: label.to_string(),
+            wrapped: !wrapper.is_empty(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's own pid: under a wrapper (`perf record ... --`) the
+    /// process we started is the wrapper, and the server is its child.
+    fn server_pid(&self) -> u32 {
+        if !self.wrapped {
+            return self.pid();
+        }
+        let children = std::fs::read_to_string(format!(
+            "/proc/{0}/task/{0}/children",
+            self.pid()
+        ))
+        .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(self.pid())
+    }
+
+    /// `VmRSS` (KiB) and `Threads` of the server process, from /proc.
+    pub fn rss_and_threads(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("Threads:"))
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    pub fn stop(mut self) {
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A throwaway `redis-server` (no persistence) on a free port, pinned to the
+/// server's core: it is part of the server side.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start(core: usize, log: &Path) -> io::Result<Redis> {
+        let port = free_port()?;
+        let child = Command::new("taskset")
+            .args(["-c", &core.to_string(), "redis-server", "--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(log)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::other(format!("cannot start redis-server: {e}")))?;
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if redis.ping() {
+                return Ok(redis);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis.stop();
+        Err(io::Error::other("redis-server did not answer PING within 10 s"))
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,330 @@
+//! The results: a markdown table, `results.json`, and an SVG chart of latency
+//! percentiles against load.
+
+use crate::ServerResults;
+use crate::load::Step;
+use serde::Serialize;
+use std::fmt::Write;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub server_binary: String,
+    pub lanchat_commit: String,
+}
+
+impl Machine {
+    pub fn describe(server: &Path) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let commit = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            cpu,
+            cores: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as usize,
+            memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel,
+            server_binary: server.display().to_string(),
+            lanchat_commit: commit,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub quick: bool,
+    pub clients: usize,
+    pub lanchat: ServerResults,
+    pub reference: ServerResults,
+    pub seconds: f64,
+}
+
+/// One line per step, for the progress log.
+pub fn step_line(s: &Step) -> String {
+    format!(
+        "offered {:>9.0}/s delivered {:>9.0}/s lost {} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms, {} senders, dropped {}, errors {}, generator cpu {:.0}%{}",
+        s.offered_per_s,
+        s.delivered_per_s,
+        s.lost,
+        s.p50_ms,
+        s.p90_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.senders,
+        s.dropped_clients,
+        s.errors,
+        s.generator_cpu * 100.0,
+        if s.passes() { "" } else { "  FAIL" }
+    )
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mark(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "n/a",
+    }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let (l, r) = (&self.lanchat, &self.reference);
+        let mut t = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            t,
+            "Machine: {} ({} cores, {} GiB), Linux {}; checkout {}, server binary {}; server on core 0, load generator on core 1{}.\n",
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.kernel,
+            m.lanchat_commit,
+            m.server_binary,
+            if self.quick { "; QUICK run (short windows)" } else { "" }
+        );
+        let _ = writeln!(t, "| {} clients | lanchat | reference (machine limit) | lanchat / reference | target | met |", self.clients);
+        let _ = writeln!(t, "|---|---|---|---|---|---|");
+        let pcts = |s: &Option<Step>| {
+            s.as_ref().map_or("–".to_string(), |s| {
+                format!("{:.2} / {:.2} / {:.2} / {:.2}", s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms)
+            })
+        };
+        let rate = |s: &Option<Step>| {
+            s.as_ref().map_or("–".to_string(), |s| {
+                format!("{} ({} lost)", thousands(s.delivered_per_s), s.lost)
+            })
+        };
+        let _ = writeln!(
+            t,
+            "| fixed load (10 senders × 2 msg/s): deliveries/s | {} | {} | | | |",
+            rate(&l.fixed),
+            rate(&r.fixed)
+        );
+        let p99_ok = l.fixed.as_ref().map(|s| s.p99_ms <= 10.0);
+        let _ = writeln!(
+            t,
+            "| fixed load: p50 / p90 / p99 / max (ms) | {} | {} | | p99 ≤ 10 ms | {} |",
+            pcts(&l.fixed),
+            pcts(&r.fixed),
+            mark(p99_ok)
+        );
+        let sat = |s: &ServerResults| {
+            s.saturation.map_or("–".to_string(), |x| {
+                format!(
+                    "{}{}",
+                    thousands(x),
+                    if s.generator_limited { " (load generator limit: ≥)" } else { "" }
+                )
+            })
+        };
+        let fraction = match (l.saturation, r.saturation) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let sat_ok = l.saturation.map(|x| x >= 300_000.0 && fraction.is_none_or(|f| f >= 0.35));
+        let _ = writeln!(
+            t,
+            "| saturation: deliveries/s with p99 ≤ 100 ms | {} | {} | {} | ≥ 300,000 and ≥ 35 % | {} |",
+            sat(l),
+            sat(r),
+            fraction.map_or("–".to_string(), |f| format!("{:.0} %", f * 100.0)),
+            mark(sat_ok)
+        );
+        fn idle_at(s: &ServerResults, n: usize) -> Option<&crate::Idle> {
+            s.idle.iter().find(|i| i.connections == n)
+        }
+        let mut sizes: Vec<usize> = l.idle.iter().chain(&r.idle).map(|i| i.connections).collect();
+        sizes.sort();
+        sizes.dedup();
+        for n in sizes {
+            let cell = |s: &ServerResults| match (idle_at(s, n), &s.idle_error) {
+                (Some(i), _) => format!("{:.1} KiB, {} threads", i.rss_per_connection_kib, i.threads),
+                (None, Some(e)) => format!("failed: {e}"),
+                (None, None) => "–".to_string(),
+            };
+            let ok = (n >= 10_000).then(|| {
+                idle_at(l, n).map(|i| i.rss_per_connection_kib <= 24.0).or(l.idle_error.as_ref().map(|_| false))
+            }).flatten();
+            let _ = writeln!(
+                t,
+                "| idle {}: server RSS per connection, threads | {} | {} | | {} | {} |",
+                thousands(n as f64),
+                cell(l),
+                cell(r),
+                if n >= 10_000 { "≤ 24 KiB" } else { "" },
+                if n >= 10_000 { mark(ok) } else { "" }
+            );
+        }
+        for j in &l.joins {
+            let _ = writeln!(
+                t,
+                "| join with {} messages of history, {}: p50 / p90 / p99 / max (ms) | {:.2} / {:.2} / {:.2} / {:.2} | | | p99 < 5 ms | {} |",
+                j.history_messages,
+                j.store,
+                j.p50_ms,
+                j.p90_ms,
+                j.p99_ms,
+                j.max_ms,
+                mark(Some(j.p99_ms < 5.0))
+            );
+        }
+        let _ = writeln!(t, "\nSaturation steps (1 s warm-up, measured window, each sender ≤ 15 msg/s):\n");
+        let _ = writeln!(t, "| server | offered/s | delivered/s | lost | p50 ms | p99 ms | max ms | senders | generator CPU | pass |");
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+        for (name, s) in [("lanchat", l), ("reference", r)] {
+            for step in &s.saturation_steps {
+                let _ = writeln!(
+                    t,
+                    "| {name} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} % | {} |",
+                    thousands(step.offered_per_s),
+                    thousands(step.delivered_per_s),
+                    step.lost,
+                    step.p50_ms,
+                    step.p99_ms,
+                    step.max_ms,
+                    step.senders,
+                    step.generator_cpu * 100.0,
+                    if step.passes() { "yes" } else { "no" }
+                );
+            }
+        }
+        t
+    }
+
+    /// Latency percentiles (log) against offered deliveries/s (log).
+    pub fn svg(&self) -> String {
+        let (w, h) = (760.0, 460.0);
+        let (left, right, top, bottom) = (70.0, 190.0, 30.0, 50.0);
+        let (x0, x1) = (1e4f64.log10(), 5e6f64.log10());
+        let (y0, y1) = (0.1f64.log10(), 10_000f64.log10());
+        let px = |x: f64| left + (x.max(1.0).log10() - x0) / (x1 - x0) * (w - left - right);
+        let py = |y: f64| {
+            let y = y.clamp(0.1, 10_000.0).log10();
+            h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom)
+        };
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="18" font-size="14" text-anchor="middle">Delivery latency vs load ({} clients, server on 1 core)</text>"#,
+            (w - right + left) / 2.0,
+            self.clients
+        );
+        for x in [1e4, 3e4, 1e5, 3e5, 1e6, 3e6] {
+            let _ = writeln!(
+                s,
+                r##"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="#ddd"/><text x="{0}" y="{3}" text-anchor="middle">{4}</text>"##,
+                px(x),
+                top,
+                h - bottom,
+                h - bottom + 16.0,
+                if x >= 1e6 { format!("{}M", x / 1e6) } else { format!("{}k", x / 1e3) }
+            );
+        }
+        for y in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="{2}"/><text x="{3}" y="{4}" text-anchor="end">{y}</text>"##,
+                py(y),
+                w - right,
+                if y == 100.0 { "#c00" } else { "#ddd" },
+                left - 6.0,
+                py(y) + 4.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">offered deliveries/s (log)</text>"#,
+            (w - right + left) / 2.0,
+            h - 12.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text transform="translate(18,{}) rotate(-90)" text-anchor="middle">latency, ms (log); red: 100 ms</text>"#,
+            (h - bottom + top) / 2.0
+        );
+        let mut legend_y = top + 10.0;
+        for (name, results, color) in [
+            ("lanchat", &self.lanchat, "#1f77b4"),
+            ("reference", &self.reference, "#ff7f0e"),
+        ] {
+            let steps: Vec<&Step> = results.fixed.iter().chain(&results.saturation_steps).collect();
+            let mut steps = steps;
+            steps.sort_by(|a, b| a.offered_per_s.total_cmp(&b.offered_per_s));
+            for (label, dash, get) in [
+                ("p50", "4 3", (|s: &Step| s.p50_ms) as fn(&Step) -> f64),
+                ("p90", "1 3", |s: &Step| s.p90_ms),
+                ("p99", "", |s: &Step| s.p99_ms),
+            ] {
+                let points: Vec<String> = steps
+                    .iter()
+                    .filter(|s| get(s).is_finite())
+                    .map(|s| format!("{:.1},{:.1}", px(s.offered_per_s), py(get(s))))
+                    .collect();
+                if points.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
+                    points.join(" ")
+                );
+                for p in &points {
+                    let (x, y) = p.split_once(',').unwrap();
+                    let _ = writeln!(s, r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>"#);
+                }
+                let lx = w - right + 12.0;
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{lx}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="{}">{name} {label}</text>"#,
+                    lx + 28.0,
+                    lx + 34.0,
+                    legend_y + 4.0
+                );
+                legend_y += 18.0;
+            }
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
