@@ -58,8 +58,11 @@ pub enum Event {
     Room {
         message: RoomMessage,
     },
+    /// `inboxed`: the sending server kept it in the recipient's inbox
+    /// (the recipient was offline everywhere, as far as it knew).
     Private {
         message: PrivateMessage,
+        inboxed: bool,
     },
     /// The sessions `name` has connections of on the sending server (none:
     /// it has left that server).
@@ -361,7 +364,7 @@ fn subscribe_loop(client: &redis::Client, hub: &Hub, server: &str) {
                 }
                 match envelope.event {
                     Event::Room { message } => hub.relay_room(message),
-                    Event::Private { message } => hub.relay_private(&message),
+                    Event::Private { message, inboxed } => hub.relay_private(&message, inboxed),
                     Event::Presence { name, sessions } => {
                         hub.relay_presence(&envelope.origin, &name, sessions)
                     }

@@ -1,25 +1,19 @@
-//! One WebSocket connection: a read pump, a write pump, and an outbox between.
+//! One WebSocket connection: its read pump, on the connection's own thread.
 //!
 //! ```text
-//!             ┌──────────── read pump (the connection's own thread) ────────────┐
-//!  socket ──> │ tungstenite::WebSocket<ReadHalf>: frames in, rate limit, → Hub  │
-//!             │ its automatic pong/close replies go *into the outbox*, not out  │
-//!             └─────────────────────────────────────────────────────────────────┘
-//!  Hub, other read pumps ──push Encoded──> Outbox (bounded, OUTBOX_LEN) ──> write pump ──> socket
+//!             ┌────────────── read pump (this thread) ──────────────────┐
+//!  socket ──> │ tungstenite::WebSocket<ReadHalf>: frames in, rate limit │ ──> Hub
+//!             │ its automatic pong/close replies go to the outbox       │
+//!             └─────────────────────────────────────────────────────────┘
+//!  Hub's fan-out thread, this read pump ──frames──> Outbox ──> socket
 //! ```
 //!
-//! Why two threads: a sync `WebSocket` cannot be read in one thread and
-//! written in another (a blocking `read` would hold it), and a second writer
-//! beside it could interleave a pong with a chat frame. So the reading
-//! `WebSocket` runs over [`ReadHalf`], whose `Write` hands tungstenite's
-//! replies to the outbox, and the write pump is the *only* code that writes
-//! this socket: whole frames, in queue order, never interleaved. It blocks on
-//! its queue (no polling), and sends whatever else is queued with it in one
-//! `writev`, straight from the shared frames: under load one syscall
-//! carries many frames, and nothing is copied.
-//!
-//! A client that stops reading fills its outbox; the next push fails and the
-//! hub drops that client ([`Outbox::kick`]) instead of waiting for it.
+//! A sync `WebSocket` cannot be read in one thread and written in another
+//! (a blocking `read` would hold it), and a second writer beside it could
+//! interleave a pong with a chat frame. So the reading `WebSocket` runs over
+//! [`ReadHalf`], whose `Write` hands tungstenite's replies to the
+//! connection's [`Outbox`] (see `outbox.rs`), through which every frame for
+//! this socket goes, one writer at a time, whole frames, in order.
 //!
 //! Heartbeat: the read pump reads with a timeout of one heartbeat interval.
 //! A connection silent for one interval is pinged; one silent for two (so
@@ -27,13 +21,13 @@
 //! connections therefore wake up once per interval, not on a polling tick.
 
 use crate::hub::Hub;
+use crate::outbox::{Full, Outbox};
 use crate::protocol::{ClientError, ClientFrame, Encoded, ErrorCode, parse_client_frame};
 use crate::session::Session;
 use log::{debug, info, warn};
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::CloseFrame;
@@ -41,12 +35,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-/// Frames that may wait for one client. More than this waiting means the
-/// client has stopped reading: it is dropped, and nobody waits for it.
-pub const OUTBOX_LEN: usize = 1024;
-/// Longest one socket write may block. A peer whose TCP window stays shut this
-/// long is gone; without this a stalled peer could pin its write pump forever.
-pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// Largest message a client may send (after reassembling fragments): 64 KiB.
 /// Larger closes the connection with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -54,58 +42,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// 128 KiB default would cost 1.25 GiB at 10,000 connections. Chat frames are
 /// small; a large one just takes a few more reads.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Most frames the write pump sends in one `writev` (the system's limit on
-/// slices is 1,024; more frames per call would save little).
-const WRITE_BATCH_FRAMES: usize = 64;
 /// Messages a client may send: 20 a second on average, bursts of up to 40.
 pub const RATE_PER_SEC: f64 = 20.0;
 pub const RATE_BURST: f64 = 40.0;
-
-/// The sending side of a connection's queue: what the hub and other threads
-/// hold. Cloning it is cheap (one channel handle, one `Arc`).
-#[derive(Clone)]
-pub struct Outbox {
-    queue: SyncSender<Encoded>,
-    /// Only for [`Outbox::kick`] and [`Outbox::hang_up`]: never read or
-    /// written through here.
-    socket: Arc<TcpStream>,
-}
-
-/// The outbox holds [`OUTBOX_LEN`] frames already: its client is not reading.
-#[derive(Debug)]
-pub struct Full;
-
-impl std::fmt::Display for Full {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "outbox full ({OUTBOX_LEN} frames waiting)")
-    }
-}
-
-impl std::error::Error for Full {}
-
-impl Outbox {
-    /// Queues a frame without ever blocking. A connection that is already
-    /// ending (its write pump gone) silently takes nothing more.
-    pub fn push(&self, frame: Encoded) -> Result<(), Full> {
-        match self.queue.try_send(frame) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Full),
-        }
-    }
-
-    /// Drops the connection now: both pumps wake up with an error and end.
-    /// `shutdown` does not block, so this is safe to call from anywhere.
-    pub fn kick(&self) {
-        let _ = self.socket.shutdown(Shutdown::Both);
-    }
-
-    /// Ends the connection after what is queued: the read pump wakes up as if
-    /// the client had hung up, and the write pump still sends what is in the
-    /// queue (a close frame, at shutdown) before it closes the socket.
-    pub fn hang_up(&self) {
-        let _ = self.socket.shutdown(Shutdown::Read);
-    }
-}
 
 /// The stream under the read pump's `WebSocket`: reads come from the socket,
 /// writes (pongs, close replies, pings) are queued to the write pump.
@@ -122,10 +61,10 @@ impl Read for ReadHalf {
 
 impl Write for ReadHalf {
     /// tungstenite hands over whole frames (its buffer), so each call is
-    /// queued as one unit.
+    /// sent (or queued) as one unit.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.outbox
-            .push(Encoded(buf.into()))
+            .push(&[Encoded(buf.into())])
             .map_err(io::Error::other)?;
         Ok(buf.len())
     }
@@ -159,7 +98,7 @@ enum Ending {
 
 /// Runs one upgraded connection to its end, on the calling thread (which
 /// becomes the read pump). `already_read` holds bytes that arrived after the
-/// HTTP request head. Returns once both pumps have ended.
+/// HTTP request head.
 pub fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
@@ -170,25 +109,12 @@ pub fn run(
     let peer = socket
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    // One socket (one file descriptor) shared by the two pumps and the
+    // One socket (one file descriptor) shared by the read pump and the
     // outbox: reading and writing a `&TcpStream` from two threads is fine,
-    // as long as only one thread writes.
+    // as long as only one thread writes at a time.
     let socket = Arc::new(socket);
     socket.set_read_timeout(Some(settings.heartbeat))?;
-    let (queue, frames) = sync_channel(OUTBOX_LEN);
-    let outbox = Outbox {
-        queue,
-        socket: socket.clone(),
-    };
-    let writer_socket = socket.clone();
-    let writer = std::thread::Builder::new()
-        .name(format!(
-            "{}-w",
-            std::thread::current().name().unwrap_or("conn")
-        ))
-        .stack_size(crate::server::WRITER_STACK_BYTES)
-        .spawn(move || write_pump(frames, &writer_socket))?;
-
+    let outbox = Outbox::new_held(socket.clone());
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -204,6 +130,7 @@ pub fn run(
         hub,
         id: hub.join(&session, outbox.clone()),
     };
+    outbox.release(); // welcome, history, offline: first, then anything else
     info!("{peer} {:?} connected", session.name);
     let ending = read_pump(&mut ws, hub, &session, &outbox, settings);
     drop(registration);
@@ -214,12 +141,9 @@ pub fn run(
         }
         ending => info!("{peer} {:?} disconnected: {ending:?}", session.name),
     }
-
-    // With the last senders gone, the write pump drains the queue (the
-    // close frame, if any, is in it), half-closes the socket and ends.
-    drop(ws);
-    drop(outbox);
-    let _ = writer.join();
+    // What is queued (a close frame, perhaps) still goes out, then the
+    // socket is half-closed.
+    outbox.close();
     if matches!(ending, Ending::WeClosed(..) | Ending::ClientClosed) {
         // Let the peer read our close frame and hang up first.
         crate::http::wait_for_hang_up(&socket);
@@ -286,7 +210,7 @@ fn read_pump(
                     ))
                 };
                 if let Some(error) = reply
-                    && outbox.push(error.encode()).is_err()
+                    && outbox.push(&[error.encode()]).is_err()
                 {
                     return Ending::TooSlow;
                 }
@@ -334,78 +258,13 @@ fn ending_for(ws: &mut WebSocket<ReadHalf>, error: WsError) -> Ending {
     }
 }
 
-/// Queues a close frame; the write pump sends it and then half-closes.
+/// Sends a close frame; `run` then half-closes and waits for the peer.
 fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) -> Ending {
     let _ = ws.close(Some(CloseFrame {
         code,
         reason: reason.into(),
     }));
     Ending::WeClosed(code, reason)
-}
-
-/// The only code that writes to the socket. Ends when every [`Outbox`] is
-/// gone (the connection is over: half-close after the last frame) or when a
-/// write fails (the peer is gone or stalled: wake the read pump too).
-fn write_pump(frames: Receiver<Encoded>, socket: &TcpStream) {
-    let _wake_reader = WakeReaderOnPanic(socket);
-    let _ = socket.set_write_timeout(Some(WRITE_WAIT));
-    let mut batch: Vec<Encoded> = Vec::new();
-    let result = (|| -> io::Result<()> {
-        while let Ok(frame) = frames.recv() {
-            // Whatever else is already waiting goes out with it, in one
-            // `writev` straight from the shared frames: no copy, no buffer.
-            batch.push(frame);
-            while batch.len() < WRITE_BATCH_FRAMES {
-                match frames.try_recv() {
-                    Ok(frame) => batch.push(frame),
-                    Err(_) => break,
-                }
-            }
-            write_all_vectored(socket, &batch)?;
-            batch.clear();
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            let _ = socket.shutdown(Shutdown::Write);
-        }
-        Err(error) => {
-            debug!("write failed: {error}");
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// Writes every frame of `batch`, in order, with as few syscalls as the
-/// socket allows.
-fn write_all_vectored(mut socket: &TcpStream, batch: &[Encoded]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice> = batch
-        .iter()
-        .map(|frame| IoSlice::new(frame.bytes()))
-        .collect();
-    let mut left = &mut slices[..];
-    while !left.is_empty() {
-        match socket.write_vectored(left) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut left, written),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Should the write pump ever panic, its read pump must not wait forever on
-/// a client nobody writes to: shutting the socket down wakes it up.
-struct WakeReaderOnPanic<'a>(&'a TcpStream);
-
-impl Drop for WakeReaderOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.shutdown(Shutdown::Both);
-        }
-    }
 }
 
 /// A token bucket: [`RATE_BURST`] tokens, refilled at [`RATE_PER_SEC`].
@@ -456,11 +315,7 @@ mod tests {
 
         let in_thread = hub.clone();
         let crashed = std::thread::spawn(move || {
-            let (queue, _frames) = sync_channel(OUTBOX_LEN);
-            let outbox = Outbox {
-                queue,
-                socket: Arc::new(socket),
-            };
+            let outbox = Outbox::new_held(Arc::new(socket));
             let _registration = Registration {
                 hub: &in_thread,
                 id: in_thread.join(&session, outbox),

@@ -8,15 +8,24 @@
 //! the history it replays, and the live frames after it fit together with no
 //! gap and no repeat, and every recipient sees room messages in one order.
 //!
-//! What happens under the lock is kept small: pushing `Arc`s into outboxes
-//! and events into the cluster's queue (never a socket write, never a Redis
-//! round trip). A message is encoded once, before taking the lock. A client
-//! whose outbox is full is removed right there and kicked after the lock is
-//! released: it never slows anyone.
+//! What happens under the lock is kept small, and never touches a socket
+//! or Redis: deciding who gets what. Each decision is a [`Delivery`] (one
+//! encoded frame, the outboxes it goes to), queued in lock order for the
+//! `fan-out` thread, which sends them outside the lock, in that order:
+//!
+//! ```text
+//!  read pumps ──Hub::say──> [lock: history, who] ──Delivery──> fan-out thread ──> outboxes ──> sockets
+//! ```
+//!
+//! Under load the fan-out thread finds many deliveries waiting and sends
+//! each connection all of its frames in one `sendmsg`: the busier the room,
+//! the bigger the batches. A message is encoded once, before taking the
+//! lock. A client whose outbox is full is dropped (and kicked) by the
+//! fan-out thread: it never slows anyone.
 
 use crate::cluster::{Event, Publisher};
-use crate::connection::{OUTBOX_LEN, Outbox};
 use crate::now_ms;
+use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
     ClientError, Encoded, ErrorCode, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
@@ -24,7 +33,7 @@ use crate::session::Session;
 use crate::store::{HISTORY_LEN, Store};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
@@ -34,6 +43,17 @@ pub struct Hub {
     store: Arc<dyn Store>,
     /// Where events for the other servers go (with `--redis` only).
     cluster: Option<Publisher>,
+    /// Deliveries decided under the room lock, in its order, waiting for
+    /// the fan-out thread.
+    outgoing: Mutex<Vec<Delivery>>,
+    /// Wakes the fan-out thread.
+    outgoing_ready: Condvar,
+}
+
+/// One frame and the connections it goes to.
+pub struct Delivery {
+    frame: Encoded,
+    to: Vec<Outbox>,
 }
 
 /// One open WebSocket connection, as the hub sees it.
@@ -77,6 +97,58 @@ impl Hub {
             room,
             store,
             cluster,
+            outgoing: Mutex::default(),
+            outgoing_ready: Condvar::new(),
+        }
+    }
+
+    /// Starts the thread that sends what the hub decides (see the module doc).
+    pub fn start_fan_out(self: &Arc<Hub>) -> std::io::Result<()> {
+        let hub = self.clone();
+        std::thread::Builder::new()
+            .name("fan-out".into())
+            .spawn(move || hub.fan_out_forever())
+            .map(drop)
+    }
+
+    fn fan_out_forever(&self) {
+        loop {
+            let batch = {
+                let outgoing = crate::lock(&self.outgoing);
+                let mut outgoing = self
+                    .outgoing_ready
+                    .wait_while(outgoing, |o| o.is_empty())
+                    .unwrap_or_else(|p| p.into_inner());
+                std::mem::take(&mut *outgoing)
+            };
+            let slow = send(batch);
+            if !slow.is_empty() {
+                self.drop_slow(slow);
+            }
+        }
+    }
+
+    /// Drops connections whose outbox overflowed, then kicks them.
+    fn drop_slow(&self, slow: Vec<Outbox>) {
+        self.update(|room, out| {
+            let ids: Vec<Uuid> = room
+                .clients
+                .iter()
+                .filter(|(_, client)| slow.iter().any(|s| s.id() == client.outbox.id()))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if let Some(client) = room.remove(id, out) {
+                    warn!(
+                        "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropped",
+                        client.name
+                    );
+                    self.publish(room.presence_event(&client.name));
+                }
+            }
+        });
+        for outbox in slow {
+            outbox.kick();
         }
     }
 
@@ -94,26 +166,29 @@ impl Hub {
         }
     }
 
-    /// Runs `change` on the room under the lock; then, with the lock
-    /// released, kicks the clients it found too slow. Every change to the
-    /// room goes through here.
-    fn update<R>(&self, change: impl FnOnce(&mut Room, &mut Vec<Outbox>) -> R) -> R {
-        let mut dropped = Vec::new();
-        let result = change(&mut self.lock(), &mut dropped);
-        for outbox in dropped {
-            outbox.kick();
+    /// Runs `change` on the room under the lock, and queues the deliveries
+    /// it decided for the fan-out thread, still under the lock, so that they
+    /// go out in the order they were decided. Every change goes through here.
+    fn update<R>(&self, change: impl FnOnce(&mut Room, &mut Vec<Delivery>) -> R) -> R {
+        let mut room = self.lock();
+        let mut deliveries = Vec::new();
+        let result = change(&mut room, &mut deliveries);
+        if !deliveries.is_empty() {
+            crate::lock(&self.outgoing).extend(deliveries);
+            self.outgoing_ready.notify_one();
         }
         result
     }
 
     /// Registers a new connection and queues its first frames: `welcome`,
-    /// `history`, `offline`. Tells everyone else when the name comes online.
+    /// `history`, `offline`, in its outbox, which must be held (the caller
+    /// releases it). Tells everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox) -> Uuid {
         let id = Uuid::new_v4();
         let name = session.name.as_str();
         // Read the inbox before taking the lock (the store may do I/O) ...
         let offline = self.store.take_inbox(name);
-        self.update(|room, dropped| {
+        self.update(|room, out| {
             let before = room.everyone();
             *room.local.entry(name.to_string()).or_default() += 1;
             let everyone = room.everyone();
@@ -123,28 +198,26 @@ impl Hub {
                 messages: room.history.iter().collect(),
             });
             let offline = encode(&ServerFrame::Offline { messages: &offline });
-            for frame in [welcome, history, offline] {
-                let _ = outbox.push(frame); // an empty queue has room for three
-            }
+            outbox.queue_held(&[welcome, history, offline]); // sent on release
             let client = Client {
                 name: name.to_string(),
                 session_id: session.id.clone(),
                 outbox,
             };
             room.clients.insert(id, client);
-            room.announce(&before, dropped);
+            room.announce(&before, out);
             self.publish(room.presence_event(name));
         });
         // ... and again after registering: a private message that found the
         // name offline just before we registered is in the inbox now.
         let late = self.store.take_inbox(name);
         if !late.is_empty() {
-            self.update(|room, dropped| {
+            self.update(|room, out| {
                 for message in &late {
                     room.deliver(
                         &encode(&ServerFrame::Private(message)),
                         |cid, _| *cid == id,
-                        dropped,
+                        out,
                     );
                 }
             });
@@ -155,8 +228,8 @@ impl Hub {
     /// Unregisters a connection; tells everyone when its name goes offline.
     /// Safe to call for a connection the hub already dropped.
     pub fn leave(&self, id: Uuid) {
-        self.update(|room, dropped| {
-            if let Some(client) = room.remove(id, dropped) {
+        self.update(|room, out| {
+            if let Some(client) = room.remove(id, out) {
                 self.publish(room.presence_event(&client.name));
             }
         });
@@ -171,8 +244,8 @@ impl Hub {
             ts: now_ms(),
         };
         let frame = encode(&ServerFrame::Message(&message));
-        self.update(|room, dropped| {
-            room.deliver(&frame, |_, _| true, dropped);
+        self.update(|room, out| {
+            room.deliver(&frame, |_, _| true, out);
             self.store.append_history(&message);
             self.publish(Event::Room {
                 message: message.clone(),
@@ -194,7 +267,7 @@ impl Hub {
             ts: now_ms(),
         };
         let frame = encode(&ServerFrame::Private(&message));
-        self.update(|room, dropped| {
+        self.update(|room, out| {
             let online = room.is_online(to);
             if !online && !known {
                 let reason = format!("Nobody called {to:?} has ever logged in.");
@@ -208,9 +281,12 @@ impl Hub {
             room.deliver(
                 &frame,
                 |_, client| client.name == from || client.name == to,
-                dropped,
+                out,
             );
-            self.publish(Event::Private { message });
+            self.publish(Event::Private {
+                message,
+                inboxed: !online,
+            });
             Ok(())
         })
     }
@@ -219,26 +295,36 @@ impl Hub {
     /// replayed history (the other server stored it).
     pub fn relay_room(&self, message: RoomMessage) {
         let frame = encode(&ServerFrame::Message(&message));
-        self.update(|room, dropped| {
-            room.deliver(&frame, |_, _| true, dropped);
+        self.update(|room, out| {
+            room.deliver(&frame, |_, _| true, out);
             room.remember(message);
         });
     }
 
     /// A private message sent on another server: to the connections here of
     /// its sender and its recipient.
-    pub fn relay_private(&self, message: &PrivateMessage) {
+    ///
+    /// If the sending server thought the recipient online (so it did not
+    /// keep the message in the inbox) but we know it has just left, we keep
+    /// it: the news of the leave may not have reached the sender yet. (Every
+    /// server that knows may do so; the store skips an id it already holds.)
+    pub fn relay_private(&self, message: &PrivateMessage, inboxed: bool) {
         let frame = encode(&ServerFrame::Private(message));
         let to =
             |_: &Uuid, client: &Client| client.name == message.from || client.name == message.to;
-        self.update(|room, dropped| room.deliver(&frame, to, dropped));
+        self.update(|room, out| {
+            if !inboxed && !room.is_online(&message.to) {
+                self.store.push_inbox(message);
+            }
+            room.deliver(&frame, to, out)
+        });
     }
 
     /// Another server says which sessions of `name` are connected there
     /// (none: it left there). Announces `join` or `leave` if that changes
     /// who is online.
     pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>) {
-        self.update(|room, dropped| {
+        self.update(|room, out| {
             let before = room.everyone();
             let names = room.remote.entry(server.to_string()).or_default();
             if sessions.is_empty() {
@@ -246,7 +332,7 @@ impl Hub {
             } else {
                 names.insert(name.to_string(), (sessions, Instant::now()));
             }
-            room.announce(&before, dropped);
+            room.announce(&before, out);
         });
     }
 
@@ -255,7 +341,7 @@ impl Hub {
     /// newer event wins over an older snapshot). A server missing from the
     /// snapshot has stopped (its presence key expired): its users leave.
     pub fn sync_presence(&self, snapshot: HashMap<String, RemotePresence>, read_at: Instant) {
-        self.update(|room, dropped| {
+        self.update(|room, out| {
             let before = room.everyone();
             let mut remote = snapshot;
             for (server, names) in &room.remote {
@@ -270,7 +356,7 @@ impl Hub {
                 info!("server {server} is gone: its users leave");
             }
             room.remote = remote;
-            room.announce(&before, dropped);
+            room.announce(&before, out);
         });
     }
 
@@ -309,7 +395,7 @@ impl Hub {
             .map(|c| c.outbox.clone())
             .collect();
         for outbox in outboxes {
-            let _ = outbox.push(bye.clone());
+            let _ = outbox.push(std::slice::from_ref(&bye));
             outbox.hang_up();
         }
     }
@@ -360,53 +446,45 @@ impl Room {
 
     /// Sends `join` for every name online now and not `before`, `leave` for
     /// the reverse, each to every connection but the name's own.
-    fn announce(&mut self, before: &Presence, dropped: &mut Vec<Outbox>) {
+    fn announce(&self, before: &Presence, out: &mut Vec<Delivery>) {
         let now = self.everyone();
         let ts = now_ms();
         for name in now.difference(before) {
             info!("{name:?} is online");
             let frame = encode(&ServerFrame::Join { name, ts });
-            self.deliver(&frame, |_, client| &client.name != name, dropped);
+            self.deliver(&frame, |_, client| &client.name != name, out);
         }
         for name in before.difference(&now) {
             info!("{name:?} is offline");
             let frame = encode(&ServerFrame::Leave { name, ts });
-            self.deliver(&frame, |_, _| true, dropped);
+            self.deliver(&frame, |_, _| true, out);
         }
     }
 
-    /// Queues `frame` for every client `to` selects. Clients whose outbox is
-    /// full are removed (with the `leave` that may follow, which can drop
-    /// more) and collected in `dropped`, to be kicked once the lock is free.
+    /// Decides that `frame` goes to every client `to` selects.
     fn deliver(
-        &mut self,
+        &self,
         frame: &Encoded,
         to: impl Fn(&Uuid, &Client) -> bool,
-        dropped: &mut Vec<Outbox>,
+        out: &mut Vec<Delivery>,
     ) {
-        let full: Vec<Uuid> = self
+        let to: Vec<Outbox> = self
             .clients
             .iter()
             .filter(|(id, client)| to(id, client))
-            .filter(|(_, client)| client.outbox.push(frame.clone()).is_err())
-            .map(|(id, _)| *id)
+            .map(|(_, c)| c.outbox.clone())
             .collect();
-        for id in full {
-            if let Some(client) = self.clients.get(&id) {
-                warn!(
-                    "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropping it",
-                    client.name
-                );
-            }
-            if let Some(client) = self.remove(id, dropped) {
-                dropped.push(client.outbox);
-            }
+        if !to.is_empty() {
+            out.push(Delivery {
+                frame: frame.clone(),
+                to,
+            });
         }
     }
 
     /// Removes a connection; announces `leave` when its name is online
     /// nowhere any more.
-    fn remove(&mut self, id: Uuid, dropped: &mut Vec<Outbox>) -> Option<Client> {
+    fn remove(&mut self, id: Uuid, out: &mut Vec<Delivery>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
         let before = self.everyone();
         let count = self
@@ -417,7 +495,39 @@ impl Room {
         if *count == 0 {
             self.local.remove(&client.name);
         }
-        self.announce(&before, dropped);
+        self.announce(&before, out);
         Some(client)
     }
+}
+
+/// Sends a batch of deliveries: each connection gets all of its frames, in
+/// order, in one push. Returns the outboxes that overflowed.
+fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
+    let mut slow = Vec::new();
+    if let [delivery] = &batch[..] {
+        // The common case when the room is quiet: one frame, shared by all.
+        for outbox in &delivery.to {
+            if outbox.push(std::slice::from_ref(&delivery.frame)).is_err() {
+                slow.push(outbox.clone());
+            }
+        }
+        return slow;
+    }
+    let mut frames: Vec<(Outbox, Vec<Encoded>)> = Vec::new();
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    for delivery in batch {
+        for outbox in delivery.to {
+            let i = *index.entry(outbox.id()).or_insert_with(|| {
+                frames.push((outbox.clone(), Vec::new()));
+                frames.len() - 1
+            });
+            frames[i].1.push(delivery.frame.clone());
+        }
+    }
+    for (outbox, frames) in frames {
+        if outbox.push(&frames).is_err() {
+            slow.push(outbox);
+        }
+    }
+    slow
 }

@@ -15,8 +15,9 @@
 //! | [`http`]       | reading a request head and form, writing a response |
 //! | [`session`]    | nicknames, cookies, who is logged in |
 //! | [`page`]       | the web page in `www/` (embedded) and the login form |
-//! | [`connection`] | one WebSocket: its read pump, its write pump, its outbox |
-//! | [`hub`]        | who is online, the recent history, fan-out of frames |
+//! | [`connection`] | one WebSocket: its read pump (heartbeat, rate limit) |
+//! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump |
+//! | [`hub`]        | who is online, the recent history, deciding who gets what |
 //! | [`protocol`]   | the JSON frames in and out, encoded once per message |
 //! | [`store`]      | what outlives the process: memory or Redis |
 //! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) |
@@ -37,6 +38,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod hub;
+pub mod outbox;
 pub mod page;
 pub mod protocol;
 pub mod server;

@@ -36,8 +36,6 @@ use std::time::Duration;
 /// Stack of a connection thread (HTTP, then the read pump). Only touched
 /// pages cost memory; this is a ceiling, far above what a request needs.
 pub const CONNECTION_STACK_BYTES: usize = 256 * 1024;
-/// Stack of a write pump, which only moves bytes from a queue to a socket.
-pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while connections close and free some.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -75,6 +73,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
     info!("store: {}", store.kind());
     let hub = Arc::new(Hub::new(store, cluster.clone()));
+    hub.start_fan_out().map_err(|e| e.to_string())?;
     if let (Some(url), Some(publisher)) = (&config.redis, &cluster) {
         cluster::start(url, hub.clone(), publisher.clone())?;
     }
