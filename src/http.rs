@@ -76,7 +76,9 @@ impl Request {
 pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadError> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+    // On the heap, not the stack: this thread may live on as a read pump,
+    // and every stack page touched here would stay resident meanwhile.
+    let mut chunk = vec![0u8; 4096];
     let (mut request, head_len) = loop {
         let n = read_before(stream, &mut chunk, deadline)?;
         if n == 0 {
@@ -159,7 +161,7 @@ fn read_before(
 /// Parses a request head from the bytes read so far: `Ok(None)` while it is
 /// incomplete, else the request and the head's length.
 pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS]; // heap: see read_request
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
