@@ -47,7 +47,7 @@ pub const RATE_PER_SEC: f64 = 20.0;
 pub const RATE_BURST: f64 = 40.0;
 
 /// The stream under the read pump's `WebSocket`: reads come from the socket,
-/// writes (pongs, close replies, pings) are queued to the write pump.
+/// writes (pongs, close replies, pings) go to the connection's outbox.
 struct ReadHalf {
     socket: Arc<TcpStream>,
     outbox: Outbox,

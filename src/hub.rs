@@ -385,7 +385,7 @@ impl Hub {
     }
 
     /// At shutdown: queues a `1001 going away` close frame for every
-    /// connection, then hangs them up (each write pump still sends its queue).
+    /// connection, then hangs them up (what is queued still goes out).
     pub fn close_all(&self) {
         let bye = encode_close(CloseCode::Away, "server shutting down");
         let outboxes: Vec<Outbox> = self

@@ -25,13 +25,16 @@
 //! # How a room message travels
 //!
 //! ```text
-//!  alice's socket ──> read pump (alice) ──> Hub::say ──> encode once ──┬─> outbox(alice) ──> write pump ──> socket
-//!                     parse, rate-limit     lock: append history,      ├─> outbox(bob)   ──> write pump ──> socket
-//!                                           push Arc<frame> to each    └─> outbox(carol) ──> write pump ──> socket
+//!  alice's socket ──> read pump (alice) ──> Hub::say ──> [lock: history, who gets it] ──> Delivery
+//!                     parse, rate-limit     encode once                                      │
+//!                                                                                            ▼
+//!                                 fan-out thread ──> outbox(alice), outbox(bob), outbox(carol) ──> sockets
 //! ```
 //!
-//! Exactly one thread (the write pump) writes each socket; everything else
-//! pushes already-encoded frames into that connection's bounded outbox.
+//! One writer at a time per socket, guarded by its outbox: a frame goes out
+//! at once with a non-blocking send, or waits in the outbox for a write
+//! pump thread when the socket is full. Nothing touches a socket under the
+//! hub's lock.
 
 pub mod cluster;
 pub mod config;

@@ -98,6 +98,10 @@ impl Outbox {
     /// Never blocks on the socket. A closed outbox silently takes nothing.
     pub fn push(&self, frames: &[Encoded]) -> Result<(), Full> {
         let mut state = crate::lock(&self.shared.state);
+        self.send_or_queue(&mut state, frames)
+    }
+
+    fn send_or_queue(&self, state: &mut State, frames: &[Encoded]) -> Result<(), Full> {
         if state.closed {
             return Ok(());
         }
@@ -121,7 +125,7 @@ impl Outbox {
         }
         state.queue.extend(rest.iter().cloned());
         if !state.held {
-            self.start_pump(&mut state);
+            self.start_pump(state);
         }
         Ok(())
     }
@@ -134,12 +138,16 @@ impl Outbox {
             .extend(frames.iter().cloned());
     }
 
-    /// Ends the hold: sends what was queued meanwhile (or starts a pump).
+    /// Ends the hold: sends what was queued meanwhile, at once if the socket
+    /// takes it (the usual case: no write pump needed), in order.
     pub fn release(&self) {
         let mut state = crate::lock(&self.shared.state);
         state.held = false;
-        if !state.queue.is_empty() {
-            self.start_pump(&mut state);
+        let waiting: Vec<Encoded> = state.queue.drain(..).collect();
+        if self.send_or_queue(&mut state, &waiting).is_err() {
+            // More than OUTBOX_LEN frames before the client read a byte.
+            drop(state);
+            self.kick();
         }
     }
 
