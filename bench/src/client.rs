@@ -6,7 +6,7 @@
 //! runs on one core and must decode frames much faster than the server under
 //! test writes them, or it would measure itself. Server frames are unmasked,
 //! so decoding one is a header parse and a slice; the only work per delivered
-//! frame is finding the send time in its text (see [`send_time_us`]).
+//! frame is finding the send time in its text (see [`stamp`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -187,23 +187,46 @@ impl FrameBuf {
     }
 }
 
-/// The text every load message starts with: `B<send time in µs> `.
+/// The text every load message starts with: `B<send time in µs>@<server> `.
 pub const MARK: &[u8] = b"\"text\":\"B";
 
-/// The send time (µs since the bench's epoch) embedded in a room message, or
-/// `None` for any other frame (welcome, join, a foreign message ...).
-pub fn send_time_us(payload: &[u8]) -> Option<u64> {
+/// What a load message's text says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Send time, µs since the bench's epoch.
+    pub sent_us: u64,
+    /// Index of the server its sender is connected to (0 without `@`).
+    pub server: usize,
+}
+
+/// The stamp embedded in a room message, or `None` for any other frame
+/// (welcome, join, a foreign message ...).
+pub fn stamp(payload: &[u8]) -> Option<Stamp> {
     let at = memchr::memmem::find(payload, MARK)? + MARK.len();
+    let (sent_us, digits) = number(&payload[at..]);
+    if digits == 0 {
+        return None;
+    }
+    let rest = &payload[at + digits..];
+    let server = match rest.first() {
+        Some(b'@') => number(&rest[1..]).0 as usize,
+        _ => 0,
+    };
+    Some(Stamp { sent_us, server })
+}
+
+/// The decimal number `bytes` start with, and how many digits it has.
+fn number(bytes: &[u8]) -> (u64, usize) {
     let mut value = 0u64;
     let mut digits = 0;
-    for &c in &payload[at..] {
+    for &c in bytes {
         if !c.is_ascii_digit() {
             break;
         }
         value = value * 10 + (c - b'0') as u64;
         digits += 1;
     }
-    (digits > 0).then_some(value)
+    (value, digits)
 }
 
 /// Connects, upgrades, and returns the socket with the bytes read past the

@@ -317,6 +317,17 @@ impl Client {
         }
     }
 
+    /// The next frame that is not a `join` or `leave` notice: to check what a
+    /// client received next (and so what it did *not* receive before it).
+    pub fn recv_skipping_presence(&mut self) -> Value {
+        loop {
+            let frame = self.recv();
+            if frame["type"] != "join" && frame["type"] != "leave" {
+                return frame;
+            }
+        }
+    }
+
     /// After our own close: reads until the server answers or hangs up.
     pub fn expect_close_or_end(&mut self) {
         while self.ws.read().is_ok() {}
