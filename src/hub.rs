@@ -121,9 +121,13 @@ impl Hub {
                     .unwrap_or_else(|p| p.into_inner());
                 std::mem::take(&mut *outgoing)
             };
-            let slow = send(batch);
-            if !slow.is_empty() {
-                self.drop_slow(slow);
+            // One thread sends for everyone: a bug hit while sending one
+            // batch must not silence the chat. (Outboxes stay consistent:
+            // each push holds its own lock.)
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(batch))) {
+                Ok(slow) if !slow.is_empty() => self.drop_slow(slow),
+                Ok(_) => {}
+                Err(_) => log::error!("fan-out: a batch of deliveries was lost to a panic"),
             }
         }
     }
