@@ -52,7 +52,11 @@ pub async fn login(addr: SocketAddr, name: &str) -> io::Result<String> {
 }
 
 /// Sends the upgrade request on `socket` (already connected).
-pub async fn send_upgrade(socket: &mut TcpStream, addr: SocketAddr, cookie: &str) -> io::Result<()> {
+pub async fn send_upgrade(
+    socket: &mut TcpStream,
+    addr: SocketAddr,
+    cookie: &str,
+) -> io::Result<()> {
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
     );
@@ -80,7 +84,10 @@ async fn read_head(socket: &mut TcpStream) -> io::Result<(String, Vec<u8>)> {
     loop {
         let n = socket.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before the head",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
@@ -170,7 +177,10 @@ impl FrameBuf {
         let opcode = b[0] & 0x0f;
         let (len, header) = match b[1] & 0x7f {
             126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+            127 if b.len() >= 10 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
             126 | 127 => return None,
             n => (n as usize, 2),
         };
@@ -179,7 +189,11 @@ impl FrameBuf {
         }
         let start = self.pos + header;
         self.pos = start + len;
-        Some(Frame { opcode, start, end: start + len })
+        Some(Frame {
+            opcode,
+            start,
+            end: start + len,
+        })
     }
 
     pub fn payload(&self, frame: &Frame) -> &[u8] {

@@ -12,6 +12,11 @@
 //! inside the window count, and each must reach every open client: deliveries
 //! of those messages, latencies of those deliveries, and `lost` = expected
 //! deliveries that have not arrived after a drain period.
+//!
+//! With several servers (the cluster scenario), each server's clients have
+//! their own [`Stats`], and a message's text also names its sender's server
+//! (`B<µs>@<server>`), so every delivery is either "same server" or "across
+//! servers".
 
 use crate::client::{self, FrameBuf};
 use serde::Serialize;
@@ -35,15 +40,23 @@ pub const MAX_RATE_PER_SENDER: f64 = 15.0;
 /// Characters of a load message's text: a short chat line.
 const TEXT_LEN: usize = 64;
 
-/// What all clients have received, shared by their reader tasks.
+/// What all clients (of one server) have received, shared by their reader
+/// tasks.
 pub struct Stats {
     epoch: Instant,
+    /// Index of the server these clients are connected to.
+    server: usize,
     window: Cell<(u64, u64)>,
-    /// Latencies (µs) of deliveries of messages sent in the window.
+    /// Latencies (µs) of deliveries of messages sent in the window by a
+    /// client of the same server ...
     latencies: RefCell<Vec<u32>>,
+    /// ... and by a client of another server.
+    across: RefCell<Vec<u32>>,
     delivered: Cell<u64>,
     /// Every frame any client received (for "is the server quiet?").
     frames: Cell<u64>,
+    /// `join` frames (for "has everyone seen everyone join?").
+    joins: Cell<u64>,
     /// `error` frames (e.g. `rate_limited`): should stay 0.
     errors: Cell<u64>,
     /// Client connections that ended (the server dropped or closed them).
@@ -52,12 +65,20 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(epoch: Instant) -> Rc<Stats> {
+        Stats::on_server(epoch, 0)
+    }
+
+    /// Stats of clients connected to server number `server`.
+    pub fn on_server(epoch: Instant, server: usize) -> Rc<Stats> {
         Rc::new(Stats {
             epoch,
+            server,
             window: Cell::new((u64::MAX, u64::MAX)),
             latencies: RefCell::new(Vec::new()),
+            across: RefCell::new(Vec::new()),
             delivered: Cell::new(0),
             frames: Cell::new(0),
+            joins: Cell::new(0),
             errors: Cell::new(0),
             closed: Cell::new(0),
         })
@@ -69,17 +90,24 @@ impl Stats {
 
     fn on_text(&self, payload: &[u8], now: u64) {
         self.frames.set(self.frames.get() + 1);
-        match client::send_time_us(payload) {
-            Some(sent) => {
+        match client::stamp(payload) {
+            Some(stamp) => {
                 let (start, end) = self.window.get();
-                if sent >= start && sent < end {
+                if stamp.sent_us >= start && stamp.sent_us < end {
                     self.delivered.set(self.delivered.get() + 1);
-                    let latency = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
-                    self.latencies.borrow_mut().push(latency);
+                    let latency = now.saturating_sub(stamp.sent_us).min(u32::MAX as u64) as u32;
+                    if stamp.server == self.server {
+                        self.latencies.borrow_mut().push(latency);
+                    } else {
+                        self.across.borrow_mut().push(latency);
+                    }
                 }
             }
             None if payload.starts_with(b"{\"type\":\"error\"") => {
                 self.errors.set(self.errors.get() + 1)
+            }
+            None if payload.starts_with(b"{\"type\":\"join\"") => {
+                self.joins.set(self.joins.get() + 1)
             }
             None => {}
         }
@@ -87,6 +115,24 @@ impl Stats {
 
     pub fn closed(&self) -> u64 {
         self.closed.get()
+    }
+
+    pub fn joins(&self) -> u64 {
+        self.joins.get()
+    }
+
+    /// Starts counting deliveries of messages sent in `start..end` (µs).
+    fn open_window(&self, start: u64, end: u64) {
+        self.latencies.borrow_mut().clear();
+        self.across.borrow_mut().clear();
+        self.delivered.set(0);
+        self.window.set((start, end));
+    }
+
+    /// Stops counting; returns the latencies (same server, across servers).
+    fn close_window(&self) -> (Vec<u32>, Vec<u32>) {
+        self.window.set((u64::MAX, u64::MAX));
+        (self.latencies.take(), self.across.take())
     }
 
     /// Waits until no frame has arrived for `quiet`, at most `limit`.
@@ -241,9 +287,12 @@ impl Clients {
     /// Sends one load message from client `i`; returns its send stamp.
     async fn say(&self, i: usize, seq: u64) -> io::Result<u64> {
         let sent = self.stats.now_us();
-        let text = format!("B{sent} {seq} ");
+        let text = format!("B{sent}@{} {seq} ", self.stats.server);
         let pad = TEXT_LEN.saturating_sub(text.len());
-        let json = format!("{{\"type\":\"message\",\"text\":\"{text}{}\"}}", "x".repeat(pad));
+        let json = format!(
+            "{{\"type\":\"message\",\"text\":\"{text}{}\"}}",
+            "x".repeat(pad)
+        );
         let frame = client::text_frame(&json);
         self.writers[i].lock().await.write_all(&frame).await?;
         Ok(sent)
@@ -301,19 +350,56 @@ pub async fn run_step(
     let open = clients.len() as u64 - stats.closed();
     let closed_before = stats.closed();
     let errors_before = stats.errors.get();
-    stats.latencies.borrow_mut().clear();
-    stats.delivered.set(0);
-    let start = stats.now_us();
-    let window_start = start + warmup.as_micros() as u64;
+    let window_start = stats.now_us() + warmup.as_micros() as u64;
     let window_end = window_start + window.as_micros() as u64;
-    stats.window.set((window_start, window_end));
+    stats.open_window(window_start, window_end);
     let cpu_before = crate::procs::own_cpu_time();
     let wall = Instant::now();
 
-    let total = warmup + window;
+    let mut in_window = 0u64;
+    pace(messages_per_s, warmup + window, async |seq| {
+        let from = (seq % senders as u64) as usize;
+        if let Ok(at) = clients.say(from, seq).await
+            && at >= window_start
+            && at < window_end
+        {
+            in_window += 1;
+        }
+    })
+    .await;
+    let expected = in_window * open;
+    drain(&[stats], expected).await;
+    let cpu =
+        (crate::procs::own_cpu_time() - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
+    let delivered = stats.delivered.get();
+    // Nothing counted after this point belongs to the step.
+    let (mut latencies, _) = stats.close_window();
+    let [p50_ms, p90_ms, p99_ms, max_ms] = percentiles(&mut latencies);
+    Step {
+        messages_per_s,
+        senders,
+        clients: open as usize,
+        offered_per_s: messages_per_s * open as f64,
+        delivered_per_s: delivered as f64 / window.as_secs_f64(),
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        p50_ms,
+        p90_ms,
+        p99_ms,
+        max_ms,
+        errors: stats.errors.get() - errors_before,
+        dropped_clients: stats.closed() - closed_before,
+        generator_cpu: cpu,
+    }
+}
+
+/// Calls `say(seq)` for seq = 0, 1, 2 ... at `messages_per_s`, for `total`.
+async fn pace(messages_per_s: f64, total: Duration, mut say: impl AsyncFnMut(u64)) {
+    let wall = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut sent, mut in_window) = (0u64, 0u64);
+    let mut sent = 0u64;
     'send: loop {
         tick.tick().await;
         let elapsed = wall.elapsed();
@@ -325,50 +411,157 @@ pub async fn run_step(
             if wall.elapsed() >= total {
                 break 'send;
             }
-            let from = (sent % senders as u64) as usize;
-            if let Ok(at) = clients.say(from, sent).await
-                && at >= window_start
-                && at < window_end
-            {
-                in_window += 1;
-            }
+            say(sent).await;
             sent += 1;
         }
     }
-    let expected = in_window * open;
-    let drain_until = Instant::now() + DRAIN;
-    while stats.delivered.get() < expected && Instant::now() < drain_until {
+}
+
+/// Waits until `stats` have `expected` deliveries between them, at most
+/// [`DRAIN`].
+async fn drain(stats: &[&Stats], expected: u64) {
+    let until = Instant::now() + DRAIN;
+    let delivered = || stats.iter().map(|s| s.delivered.get()).sum::<u64>();
+    while delivered() < expected && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu = (crate::procs::own_cpu_time() - cpu_before).as_secs_f64()
-        / wall.elapsed().as_secs_f64();
-    let delivered = stats.delivered.get();
-    // Nothing counted after this point belongs to the step.
-    stats.window.set((u64::MAX, u64::MAX));
-    let mut latencies = std::mem::take(&mut *stats.latencies.borrow_mut());
+}
+
+/// p50, p90, p99 and max of `latencies` (µs), in ms (NaN when empty).
+fn percentiles(latencies: &mut [u32]) -> [f64; 4] {
     latencies.sort_unstable();
-    let pct = |p: f64| {
+    [0.50, 0.90, 0.99, 1.0].map(|p| {
         if latencies.is_empty() {
             return f64::NAN;
         }
         let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[i] as f64 / 1000.0
-    };
-    Step {
+    })
+}
+
+/// One kind of delivery in a cluster step: to a client of the sender's
+/// server, or to a client of another server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deliveries {
+    pub delivered_per_s: f64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Deliveries {
+    fn new(expected: u64, mut latencies: Vec<u32>, window: Duration) -> Deliveries {
+        let delivered = latencies.len() as u64;
+        let [p50_ms, p90_ms, p99_ms, max_ms] = percentiles(&mut latencies);
+        Deliveries {
+            delivered_per_s: delivered as f64 / window.as_secs_f64(),
+            expected,
+            delivered,
+            lost: expected.saturating_sub(delivered),
+            p50_ms,
+            p90_ms,
+            p99_ms,
+            max_ms,
+        }
+    }
+}
+
+/// A load step on several servers sharing one Redis.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStep {
+    pub servers: usize,
+    /// Room messages per second, all servers together, sent by the first
+    /// `senders_per_server` clients of each server.
+    pub messages_per_s: f64,
+    pub senders_per_server: usize,
+    /// Open clients, all servers together.
+    pub clients: usize,
+    pub offered_per_s: f64,
+    pub delivered_per_s: f64,
+    pub lost: u64,
+    /// Sender and recipient on the same server.
+    pub same_server: Deliveries,
+    /// Sender and recipient on different servers (one Redis pub/sub hop).
+    pub across_servers: Deliveries,
+    pub errors: u64,
+    pub dropped_clients: u64,
+    pub generator_cpu: f64,
+}
+
+/// [`run_step`] on several servers at once, one set of clients each:
+/// messages go round robin over the servers, and on each over its first
+/// `senders_per_server` clients; every message must reach every client of
+/// every server.
+pub async fn run_cluster_step(
+    servers: &[Clients],
+    messages_per_s: f64,
+    senders_per_server: usize,
+    warmup: Duration,
+    window: Duration,
+) -> ClusterStep {
+    let n = servers.len();
+    let fewest = servers.iter().map(Clients::len).min().unwrap_or(1);
+    let senders = senders_per_server.clamp(1, fewest.max(1));
+    let stats: Vec<&Stats> = servers.iter().map(|c| &*c.stats).collect();
+    let open: Vec<u64> = stats
+        .iter()
+        .zip(servers)
+        .map(|(s, c)| c.len() as u64 - s.closed())
+        .collect();
+    let closed_before: u64 = stats.iter().map(|s| s.closed()).sum();
+    let errors_before: u64 = stats.iter().map(|s| s.errors.get()).sum();
+    let window_start = stats[0].now_us() + warmup.as_micros() as u64;
+    let window_end = window_start + window.as_micros() as u64;
+    for s in &stats {
+        s.open_window(window_start, window_end);
+    }
+    let cpu_before = crate::procs::own_cpu_time();
+    let wall = Instant::now();
+
+    // Messages sent in the window, by the sender's server.
+    let mut in_window = vec![0u64; n];
+    pace(messages_per_s, warmup + window, async |seq| {
+        let server = seq as usize % n;
+        let from = (seq as usize / n) % senders;
+        if let Ok(at) = servers[server].say(from, seq).await
+            && at >= window_start
+            && at < window_end
+        {
+            in_window[server] += 1;
+        }
+    })
+    .await;
+    let all_open: u64 = open.iter().sum();
+    let all_sent: u64 = in_window.iter().sum();
+    let expected_same: u64 = in_window.iter().zip(&open).map(|(m, c)| m * c).sum();
+    let expected_across = all_sent * all_open - expected_same;
+    drain(&stats, expected_same + expected_across).await;
+    let cpu =
+        (crate::procs::own_cpu_time() - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
+    let (mut same, mut across) = (Vec::new(), Vec::new());
+    for s in &stats {
+        let (a, b) = s.close_window();
+        same.extend(a);
+        across.extend(b);
+    }
+    let same_server = Deliveries::new(expected_same, same, window);
+    let across_servers = Deliveries::new(expected_across, across, window);
+    ClusterStep {
+        servers: n,
         messages_per_s,
-        senders,
-        clients: open as usize,
-        offered_per_s: messages_per_s * open as f64,
-        delivered_per_s: delivered as f64 / window.as_secs_f64(),
-        expected,
-        delivered,
-        lost: expected.saturating_sub(delivered),
-        p50_ms: pct(0.50),
-        p90_ms: pct(0.90),
-        p99_ms: pct(0.99),
-        max_ms: pct(1.0),
-        errors: stats.errors.get() - errors_before,
-        dropped_clients: stats.closed() - closed_before,
+        senders_per_server: senders,
+        clients: all_open as usize,
+        offered_per_s: messages_per_s * all_open as f64,
+        delivered_per_s: same_server.delivered_per_s + across_servers.delivered_per_s,
+        lost: same_server.lost + across_servers.lost,
+        same_server,
+        across_servers,
+        errors: stats.iter().map(|s| s.errors.get()).sum::<u64>() - errors_before,
+        dropped_clients: stats.iter().map(|s| s.closed()).sum::<u64>() - closed_before,
         generator_cpu: cpu,
     }
 }
@@ -408,7 +601,10 @@ pub async fn join_latency(
         // 5 talkers × 1 message each per 10 ms = 20/s each at most.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
+        .await;
     clients.close();
 
     let mut cookies = Vec::with_capacity(joins);
@@ -432,8 +628,9 @@ pub async fn join_latency(
                         texts += 1;
                         if texts == 2 {
                             let payload = frames.payload(&frame);
-                            return Ok(memchr::memmem::find_iter(payload, b"\"type\":\"message\"")
-                                .count());
+                            return Ok(
+                                memchr::memmem::find_iter(payload, b"\"type\":\"message\"").count()
+                            );
                         }
                     }
                 }

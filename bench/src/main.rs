@@ -11,6 +11,7 @@
 //! | saturation | the most deliveries/s the server keeps with p99 ≤ 100 ms | the same 1,000 clients; load steps of rising rate (1 s warm-up, 3 s window, each sender ≤ 15 msg/s, more senders as needed); a step passes with p99 ≤ 100 ms, ≤ 0.1 % lost and no client dropped; stops at the first failure; the result is the highest delivered rate of a passing step |
 //! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
 //! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; memory store and Redis |
+//! | cluster | deliveries and latency across servers | two lanchat servers on one Redis (both on the server core), 500 clients on each; 5 senders × 2 msg/s on each (20,000 deliveries/s) for 10 s; latency and lost split into "same server" and "across servers" (lanchat only) |
 //!
 //! Output: a markdown table on stdout, `results.json` and `latency.svg` in
 //! the output folder (default `target/bench` of the lanchat checkout).
@@ -22,7 +23,7 @@ mod load;
 mod procs;
 mod report;
 
-use load::{Clients, Joins, Stats, Step};
+use load::{Clients, ClusterStep, Joins, Stats, Step};
 use procs::{Redis, Server};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,19 +70,26 @@ fn options() -> Options {
         wrapper: vec![],
         clients: 1000,
         idle: vec![1000, 10_000],
-        scenarios: ["fanout", "idle", "join"].map(String::from).to_vec(),
+        scenarios: ["fanout", "idle", "join", "cluster"]
+            .map(String::from)
+            .to_vec(),
         hold: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--server" => o.server = value().into(),
             "--reference" => o.reference = value().into(),
             "--out" => o.out = value().into(),
             "--quick" => o.quick = true,
             "--only" => o.only = Some(value()),
-            "--server-wrapper" => o.wrapper = value().split_whitespace().map(String::from).collect(),
+            "--server-wrapper" => {
+                o.wrapper = value().split_whitespace().map(String::from).collect()
+            }
             "--clients" => o.clients = value().parse().unwrap_or_else(|_| usage("--clients N")),
             "--idle" => {
                 o.idle = value()
@@ -100,7 +108,7 @@ fn options() -> Options {
 
 fn usage(why: &str) -> ! {
     eprintln!(
-        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,idle,join]\n       [--server-wrapper 'perf record -g -o FILE --']"
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,idle,join,cluster]\n       [--server-wrapper 'perf record -g -o FILE --']"
     );
     std::process::exit(2)
 }
@@ -118,6 +126,8 @@ pub struct ServerResults {
     /// Why an idle level could not be reached (e.g. out of threads or fds).
     pub idle_error: Option<String>,
     pub joins: Vec<Joins>,
+    /// Two servers sharing one Redis (lanchat only).
+    pub cluster: Option<ClusterStep>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,7 +185,13 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
     let scenario = |name: &str| o.scenarios.iter().any(|s| s == name);
     let lanchat_args = |extra: &[String]| {
         let mut args: Vec<String> = [
-            "--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-connections",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-level",
+            "warn",
+            "--max-connections",
             "30000",
         ]
         .map(String::from)
@@ -187,9 +203,7 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
     let mut lanchat = ServerResults::default();
     let mut reference = ServerResults::default();
     if want("lanchat") {
-        let start = || {
-            start_server(o, "lanchat", &o.server, &lanchat_args(&[]), &o.wrapper)
-        };
+        let start = || start_server(o, "lanchat", &o.server, &lanchat_args(&[]), &o.wrapper);
         if scenario("fanout") {
             fan_out(o, start, &mut lanchat, epoch).await;
         }
@@ -197,31 +211,33 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
             idle(o, start, &mut lanchat, epoch).await;
         }
         // Join latency, memory store then Redis.
-        if !scenario("join") {
-        } else if let Some(server) = start() {
-            log(&format!("join latency, memory store ({})", server.label));
-            match load::join_latency(server.addr, "memory", 110, 200, epoch).await {
-                Ok(j) => lanchat.joins.push(j),
-                Err(e) => log(&format!("join latency (memory) failed: {e}")),
-            }
-            server.stop();
-        }
-        match Redis::start(SERVER_CORE, &o.out.join("redis.log")).map_err(|e| e.to_string()).and_then(|r| {
-            if scenario("join") { Ok(r) } else { r.stop(); Err("not asked for".into()) }
-        }) {
-            Ok(redis) => {
-                let args = lanchat_args(&["--redis".to_string(), redis.url()]);
-                if let Some(server) = start_server(o, "lanchat", &o.server, &args, &o.wrapper) {
-                    log("join latency, Redis store");
-                    match load::join_latency(server.addr, "redis", 110, 200, epoch).await {
-                        Ok(j) => lanchat.joins.push(j),
-                        Err(e) => log(&format!("join latency (redis) failed: {e}")),
-                    }
-                    server.stop();
+        if scenario("join") {
+            if let Some(server) = start() {
+                log(&format!("join latency, memory store ({})", server.label));
+                match load::join_latency(server.addr, "memory", 110, 200, epoch).await {
+                    Ok(j) => lanchat.joins.push(j),
+                    Err(e) => log(&format!("join latency (memory) failed: {e}")),
                 }
-                redis.stop();
+                server.stop();
             }
-            Err(e) => log(&format!("no Redis, skipping its join latency: {e}")),
+            match Redis::start(SERVER_CORE, &o.out.join("redis.log")) {
+                Ok(redis) => {
+                    let args = lanchat_args(&["--redis".to_string(), redis.url()]);
+                    if let Some(server) = start_server(o, "lanchat", &o.server, &args, &o.wrapper) {
+                        log("join latency, Redis store");
+                        match load::join_latency(server.addr, "redis", 110, 200, epoch).await {
+                            Ok(j) => lanchat.joins.push(j),
+                            Err(e) => log(&format!("join latency (redis) failed: {e}")),
+                        }
+                        server.stop();
+                    }
+                    redis.stop();
+                }
+                Err(e) => log(&format!("no Redis, skipping its join latency: {e}")),
+            }
+        }
+        if scenario("cluster") {
+            cluster(o, &lanchat_args, &mut lanchat, epoch).await;
         }
     }
     if want("reference") {
@@ -270,8 +286,15 @@ async fn fan_out(
     let Some(server) = start() else { return };
     let stats = Stats::new(epoch);
     log(&format!("{}: opening {} clients", server.label, o.clients));
-    let clients = match Clients::open(server.addr, o.clients, 1, "c", stats, Duration::from_secs(60))
-        .await
+    let clients = match Clients::open(
+        server.addr,
+        o.clients,
+        1,
+        "c",
+        stats,
+        Duration::from_secs(60),
+    )
+    .await
     {
         Ok(clients) => clients,
         Err(e) => {
@@ -280,13 +303,23 @@ async fn fan_out(
             return;
         }
     };
-    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(10)).await;
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
+        .await;
 
     let window = Duration::from_secs(if o.quick { 3 } else { 10 });
     let fixed = load::run_step(&clients, 20.0, 10, Duration::from_secs(1), window).await;
-    log(&format!("{}: fixed load: {}", server.label, report::step_line(&fixed)));
+    log(&format!(
+        "{}: fixed load: {}",
+        server.label,
+        report::step_line(&fixed)
+    ));
     results.fixed = Some(fixed);
-    clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
+        .await;
 
     let window = Duration::from_secs(if o.quick { 2 } else { 3 });
     for offered in SATURATION_LOADS {
@@ -295,13 +328,21 @@ async fn fan_out(
         if senders > clients.len() {
             break;
         }
-        let mut step = load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
+        let mut step =
+            load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
         log(&format!("{}: {}", server.label, report::step_line(&step)));
         if !step.passes() && step.dropped_clients == 0 {
             // These machines are noisy: a failed step gets one more try.
-            clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+            clients
+                .stats
+                .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
+                .await;
             step = load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
-            log(&format!("{}: again: {}", server.label, report::step_line(&step)));
+            log(&format!(
+                "{}: again: {}",
+                server.label,
+                report::step_line(&step)
+            ));
         }
         let passed = step.passes();
         results.generator_limited = step.generator_cpu >= 0.9;
@@ -312,7 +353,10 @@ async fn fan_out(
         if !passed {
             break;
         }
-        clients.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(5)).await;
+        clients
+            .stats
+            .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
+            .await;
     }
     clients.close();
     server.stop();
@@ -332,10 +376,22 @@ async fn idle(
     let mut total = 0;
     for (round, &target) in o.idle.iter().enumerate() {
         let more = target.saturating_sub(total);
-        log(&format!("{}: idle, opening {more} more connections", server.label));
+        log(&format!(
+            "{}: idle, opening {more} more connections",
+            server.label
+        ));
         let stats = Stats::new(epoch);
         let prefix = format!("i{round}-");
-        match Clients::open(server.addr, more, 100, &prefix, stats, Duration::from_secs(120)).await {
+        match Clients::open(
+            server.addr,
+            more,
+            100,
+            &prefix,
+            stats,
+            Duration::from_secs(120),
+        )
+        .await
+        {
             Ok(clients) => {
                 total += clients.len();
                 open.push(clients);
@@ -347,7 +403,9 @@ async fn idle(
             }
         }
         for c in &open {
-            c.stats.wait_quiet(Duration::from_millis(300), Duration::from_secs(10)).await;
+            c.stats
+                .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
+                .await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (rss, threads) = server.rss_and_threads();
@@ -372,4 +430,105 @@ async fn idle(
         c.close();
     }
     server.stop();
+}
+
+/// Two lanchat servers sharing a fresh Redis, half the clients on each,
+/// senders on both: deliveries to the sender's own server and across servers.
+async fn cluster(
+    o: &Options,
+    lanchat_args: impl Fn(&[String]) -> Vec<String>,
+    results: &mut ServerResults,
+    epoch: Instant,
+) {
+    const SERVERS: usize = 2;
+    const SENDERS_PER_SERVER: usize = 5;
+    if o.clients < SERVERS * SENDERS_PER_SERVER {
+        let least = SERVERS * SENDERS_PER_SERVER;
+        log(&format!("cluster: needs at least {least} clients, skipped"));
+        return;
+    }
+    let redis = match Redis::start(SERVER_CORE, &o.out.join("redis-cluster.log")) {
+        Ok(redis) => redis,
+        Err(e) => {
+            log(&format!("no Redis, skipping the cluster scenario: {e}"));
+            return;
+        }
+    };
+    let args = lanchat_args(&["--redis".to_string(), redis.url()]);
+    let servers: Vec<Server> = (0..SERVERS)
+        .map_while(|_| start_server(o, "lanchat", &o.server, &args, &o.wrapper))
+        .collect();
+    let mut groups: Vec<Clients> = Vec::new();
+    if servers.len() == SERVERS {
+        log(&format!(
+            "cluster: opening {} clients on {SERVERS} servers",
+            o.clients
+        ));
+        for (i, server) in servers.iter().enumerate() {
+            // Server i gets clients i, i + SERVERS, ... of o.clients.
+            let count = (o.clients + SERVERS - 1 - i) / SERVERS;
+            let stats = Stats::on_server(epoch, i);
+            let prefix = format!("s{i}-");
+            match Clients::open(
+                server.addr,
+                count,
+                1,
+                &prefix,
+                stats,
+                Duration::from_secs(60),
+            )
+            .await
+            {
+                Ok(clients) => groups.push(clients),
+                Err(e) => {
+                    log(&format!(
+                        "cluster: cannot open the clients of server {i}: {e}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if groups.len() == SERVERS {
+        // Every client must know every other before the load starts: each
+        // pair of clients gives at least one `join` frame (to the one that
+        // connected first), across servers after a pub/sub hop.
+        let n = groups.iter().map(|c| c.len() as u64).sum::<u64>();
+        let all_joins = n * (n - 1) / 2;
+        let joins = || groups.iter().map(|c| c.stats.joins()).sum::<u64>();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while joins() < all_joins && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if joins() < all_joins {
+            log(&format!(
+                "cluster: only {} of {} joins seen after 20 s",
+                joins(),
+                all_joins
+            ));
+        }
+        for c in &groups {
+            c.stats
+                .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
+                .await;
+        }
+        let window = Duration::from_secs(if o.quick { 3 } else { 10 });
+        let step = load::run_cluster_step(
+            &groups,
+            20.0,
+            SENDERS_PER_SERVER,
+            Duration::from_secs(1),
+            window,
+        )
+        .await;
+        log(&format!("cluster: {}", report::cluster_line(&step)));
+        results.cluster = Some(step);
+    }
+    for c in groups {
+        c.close();
+    }
+    for server in servers {
+        server.stop();
+    }
+    redis.stop();
 }

@@ -28,7 +28,10 @@ pub fn raise_fd_limit() -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
         if limit.rlim_max < WANTED_FDS {
-            let raised = libc::rlimit { rlim_cur: WANTED_FDS, rlim_max: WANTED_FDS };
+            let raised = libc::rlimit {
+                rlim_cur: WANTED_FDS,
+                rlim_max: WANTED_FDS,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 return Ok(WANTED_FDS);
             }
@@ -144,11 +147,8 @@ impl Server {
         if !self.wrapped {
             return self.pid();
         }
-        let children = std::fs::read_to_string(format!(
-            "/proc/{0}/task/{0}/children",
-            self.pid()
-        ))
-        .unwrap_or_default();
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid()))
+            .unwrap_or_default();
         children
             .split_whitespace()
             .next()
@@ -198,7 +198,13 @@ impl Redis {
     pub fn start(core: usize, log: &Path) -> io::Result<Redis> {
         let port = free_port()?;
         let child = Command::new("taskset")
-            .args(["-c", &core.to_string(), "redis-server", "--port", &port.to_string()])
+            .args([
+                "-c",
+                &core.to_string(),
+                "redis-server",
+                "--port",
+                &port.to_string(),
+            ])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(log)?)
@@ -214,7 +220,9 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(50));
         }
         redis.stop();
-        Err(io::Error::other("redis-server did not answer PING within 10 s"))
+        Err(io::Error::other(
+            "redis-server did not answer PING within 10 s",
+        ))
     }
 
     fn ping(&self) -> bool {
@@ -223,7 +231,9 @@ impl Redis {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut reply = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
     }
 
     pub fn url(&self) -> String {

@@ -2,7 +2,7 @@
 //! percentiles against load.
 
 use crate::ServerResults;
-use crate::load::Step;
+use crate::load::{ClusterStep, Deliveries, Step};
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::Path;
@@ -36,7 +36,13 @@ impl Machine {
             .trim()
             .to_string();
         let commit = std::process::Command::new("git")
-            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+            .args([
+                "-C",
+                env!("CARGO_MANIFEST_DIR"),
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ])
             .output()
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -81,12 +87,33 @@ pub fn step_line(s: &Step) -> String {
     )
 }
 
+/// The cluster step, for the progress log.
+pub fn cluster_line(s: &ClusterStep) -> String {
+    let part = |d: &Deliveries| {
+        format!(
+            "{:.0}/s lost {} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms",
+            d.delivered_per_s, d.lost, d.p50_ms, d.p90_ms, d.p99_ms, d.max_ms
+        )
+    };
+    format!(
+        "offered {:.0}/s delivered {:.0}/s lost {}; same server {}; across servers {}; dropped {}, errors {}, generator cpu {:.0}%",
+        s.offered_per_s,
+        s.delivered_per_s,
+        s.lost,
+        part(&s.same_server),
+        part(&s.across_servers),
+        s.dropped_clients,
+        s.errors,
+        s.generator_cpu * 100.0
+    )
+}
+
 fn thousands(x: f64) -> String {
     let n = x.round() as u64;
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -116,13 +143,24 @@ impl Report {
             m.kernel,
             m.lanchat_commit,
             m.server_binary,
-            if self.quick { "; QUICK run (short windows)" } else { "" }
+            if self.quick {
+                "; QUICK run (short windows)"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(t, "| {} clients | lanchat | reference (machine limit) | lanchat / reference | target | met |", self.clients);
+        let _ = writeln!(
+            t,
+            "| {} clients | lanchat | reference (machine limit) | lanchat / reference | target | met |",
+            self.clients
+        );
         let _ = writeln!(t, "|---|---|---|---|---|---|");
         let pcts = |s: &Option<Step>| {
             s.as_ref().map_or("–".to_string(), |s| {
-                format!("{:.2} / {:.2} / {:.2} / {:.2}", s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms)
+                format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2}",
+                    s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms
+                )
             })
         };
         let rate = |s: &Option<Step>| {
@@ -149,7 +187,11 @@ impl Report {
                 format!(
                     "{}{}",
                     thousands(x),
-                    if s.generator_limited { " (load generator limit: ≥)" } else { "" }
+                    if s.generator_limited {
+                        " (load generator limit: ≥)"
+                    } else {
+                        ""
+                    }
                 )
             })
         };
@@ -157,7 +199,9 @@ impl Report {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-        let sat_ok = l.saturation.map(|x| x >= 300_000.0 && fraction.is_none_or(|f| f >= 0.35));
+        let sat_ok = l
+            .saturation
+            .map(|x| x >= 300_000.0 && fraction.is_none_or(|f| f >= 0.35));
         let _ = writeln!(
             t,
             "| saturation: deliveries/s with p99 ≤ 100 ms | {} | {} | {} | ≥ 300,000 and ≥ 35 % | {} |",
@@ -169,18 +213,29 @@ impl Report {
         fn idle_at(s: &ServerResults, n: usize) -> Option<&crate::Idle> {
             s.idle.iter().find(|i| i.connections == n)
         }
-        let mut sizes: Vec<usize> = l.idle.iter().chain(&r.idle).map(|i| i.connections).collect();
+        let mut sizes: Vec<usize> = l
+            .idle
+            .iter()
+            .chain(&r.idle)
+            .map(|i| i.connections)
+            .collect();
         sizes.sort();
         sizes.dedup();
         for n in sizes {
             let cell = |s: &ServerResults| match (idle_at(s, n), &s.idle_error) {
-                (Some(i), _) => format!("{:.1} KiB, {} threads", i.rss_per_connection_kib, i.threads),
+                (Some(i), _) => {
+                    format!("{:.1} KiB, {} threads", i.rss_per_connection_kib, i.threads)
+                }
                 (None, Some(e)) => format!("failed: {e}"),
                 (None, None) => "–".to_string(),
             };
-            let ok = (n >= 10_000).then(|| {
-                idle_at(l, n).map(|i| i.rss_per_connection_kib <= 24.0).or(l.idle_error.as_ref().map(|_| false))
-            }).flatten();
+            let ok = (n >= 10_000)
+                .then(|| {
+                    idle_at(l, n)
+                        .map(|i| i.rss_per_connection_kib <= 24.0)
+                        .or(l.idle_error.as_ref().map(|_| false))
+                })
+                .flatten();
             let _ = writeln!(
                 t,
                 "| idle {}: server RSS per connection, threads | {} | {} | | {} | {} |",
@@ -204,8 +259,57 @@ impl Report {
                 mark(Some(j.p99_ms < 5.0))
             );
         }
-        let _ = writeln!(t, "\nSaturation steps (1 s warm-up, measured window, each sender ≤ 15 msg/s):\n");
-        let _ = writeln!(t, "| server | offered/s | delivered/s | lost | p50 ms | p99 ms | max ms | senders | generator CPU | pass |");
+        if let Some(c) = &l.cluster {
+            let _ = writeln!(
+                t,
+                "| cluster, {} servers on one Redis: deliveries/s; p99 same server / across servers (ms) | {} ({} lost); {:.2} / {:.2} | n/a (no Redis) | | | |",
+                c.servers,
+                thousands(c.delivered_per_s),
+                c.lost,
+                c.same_server.p99_ms,
+                c.across_servers.p99_ms
+            );
+            let _ = writeln!(
+                t,
+                "\nCluster: {} lanchat servers and their Redis on core 0, {} clients split between them, {} senders × {:.0} msg/s on each server ({} deliveries/s offered), 1 s warm-up, measured window; generator CPU {:.0} %, clients dropped {}, errors {}:\n",
+                c.servers,
+                thousands(c.clients as f64),
+                c.senders_per_server,
+                c.messages_per_s / (c.servers * c.senders_per_server) as f64,
+                thousands(c.offered_per_s),
+                c.generator_cpu * 100.0,
+                c.dropped_clients,
+                c.errors
+            );
+            let _ = writeln!(
+                t,
+                "| deliveries | delivered/s | lost | p50 ms | p90 ms | p99 ms | max ms |"
+            );
+            let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+            for (name, d) in [
+                ("same server", &c.same_server),
+                ("across servers", &c.across_servers),
+            ] {
+                let _ = writeln!(
+                    t,
+                    "| {name} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    thousands(d.delivered_per_s),
+                    d.lost,
+                    d.p50_ms,
+                    d.p90_ms,
+                    d.p99_ms,
+                    d.max_ms
+                );
+            }
+        }
+        let _ = writeln!(
+            t,
+            "\nSaturation steps (1 s warm-up, measured window, each sender ≤ 15 msg/s):\n"
+        );
+        let _ = writeln!(
+            t,
+            "| server | offered/s | delivered/s | lost | p50 ms | p99 ms | max ms | senders | generator CPU | pass |"
+        );
         let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
         for (name, s) in [("lanchat", l), ("reference", r)] {
             for step in &s.saturation_steps {
@@ -258,7 +362,11 @@ impl Report {
                 top,
                 h - bottom,
                 h - bottom + 16.0,
-                if x >= 1e6 { format!("{}M", x / 1e6) } else { format!("{}k", x / 1e3) }
+                if x >= 1e6 {
+                    format!("{}M", x / 1e6)
+                } else {
+                    format!("{}k", x / 1e3)
+                }
             );
         }
         for y in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
@@ -288,7 +396,11 @@ impl Report {
             ("lanchat", &self.lanchat, "#1f77b4"),
             ("reference", &self.reference, "#ff7f0e"),
         ] {
-            let steps: Vec<&Step> = results.fixed.iter().chain(&results.saturation_steps).collect();
+            let steps: Vec<&Step> = results
+                .fixed
+                .iter()
+                .chain(&results.saturation_steps)
+                .collect();
             let mut steps = steps;
             steps.sort_by(|a, b| a.offered_per_s.total_cmp(&b.offered_per_s));
             for (label, dash, get) in [

@@ -34,7 +34,9 @@ enum State {
     Http,
     /// Answered; close once the output is written.
     Closing,
-    Ws { name: String },
+    Ws {
+        name: String,
+    },
 }
 
 struct Conn {
@@ -76,7 +78,10 @@ fn main() -> io::Result<()> {
         .parse()
         .map_err(|e| io::Error::other(format!("bad address: {e}")))?;
     let mut listener = TcpListener::bind(addr)?;
-    println!("fanout-reference listening on http://{}", listener.local_addr()?);
+    println!(
+        "fanout-reference listening on http://{}",
+        listener.local_addr()?
+    );
     io::stdout().flush()?;
     let poll = Poll::new()?;
     poll.registry()
@@ -162,7 +167,9 @@ impl Server {
 
     fn readable(&mut self, i: usize) {
         let mut chunk = [0u8; 64 * 1024];
-        let Some(conn) = self.conns[i].as_mut() else { return };
+        let Some(conn) = self.conns[i].as_mut() else {
+            return;
+        };
         loop {
             match conn.stream.read(&mut chunk) {
                 Ok(0) => return self.close(i),
@@ -199,7 +206,9 @@ impl Server {
     fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         for &i in &dirty {
-            let Some(conn) = self.conns[i].as_mut() else { continue };
+            let Some(conn) = self.conns[i].as_mut() else {
+                continue;
+            };
             conn.dirty = false;
             let mut failed = false;
             while !conn.output.is_empty() {
@@ -231,7 +240,10 @@ impl Server {
                 } else {
                     Interest::READABLE
                 };
-                let _ = self.poll.registry().reregister(&mut conn.stream, Token(i), interest);
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, Token(i), interest);
             }
         }
         let mut dirty = dirty;
@@ -253,12 +265,16 @@ impl Server {
         let header = |name: &str| {
             head.lines().skip(1).find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
         };
         let request_line = head.lines().next().unwrap_or("");
         if request_line.starts_with("POST /login ") {
-            let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let length: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             if conn.input.len() < end + 4 + length {
                 return; // the body is still coming
             }
@@ -328,8 +344,12 @@ impl Server {
     /// Handles every whole client frame in the input.
     fn frames(&mut self, i: usize) {
         loop {
-            let Some(conn) = self.conns[i].as_mut() else { return };
-            let State::Ws { name } = &conn.state else { return };
+            let Some(conn) = self.conns[i].as_mut() else {
+                return;
+            };
+            let State::Ws { name } = &conn.state else {
+                return;
+            };
             let name = name.clone();
             let Some((opcode, payload, used)) = parse_client_frame(&conn.input) else {
                 if conn.input.len() > 1 << 20 {
@@ -373,7 +393,9 @@ impl Server {
             Some(at) => {
                 let body = &payload[at + 8..];
                 let mut end = 0;
-                while end < body.len() && !(body[end] == b'"' && (end == 0 || body[end - 1] != b'\\')) {
+                while end < body.len()
+                    && !(body[end] == b'"' && (end == 0 || body[end - 1] != b'\\'))
+                {
                     end += 1;
                 }
                 format!("\"{}\"", String::from_utf8_lossy(&body[..end]))
@@ -433,6 +455,10 @@ fn parse_client_frame(b: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
         [0; 4]
     };
     let payload = b.get(at..at + len)?;
-    let payload = payload.iter().enumerate().map(|(i, x)| x ^ mask[i % 4]).collect();
+    let payload = payload
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x ^ mask[i % 4])
+        .collect();
     Some((opcode, payload, at + len))
 }
