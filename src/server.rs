@@ -119,7 +119,9 @@ fn watch_signals(shared: Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             let mut received = signals.forever();
             if received.next().is_some() {
-                std::thread::spawn(move || shut_down(&shared));
+                let _ = std::thread::Builder::new()
+                    .name("shutdown".into())
+                    .spawn(move || shut_down(&shared));
             }
             if received.next().is_some() {
                 warn!("second signal: exiting now");
