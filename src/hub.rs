@@ -78,10 +78,6 @@ struct Room {
     history: VecDeque<RoomMessage>,
 }
 
-/// Who is online, before and after a change: the difference is what gets
-/// announced as `join` and `leave`.
-type Presence = BTreeSet<String>;
-
 impl Hub {
     /// A hub whose history starts from what the store kept.
     pub fn new(store: Arc<dyn Store>, cluster: Option<Publisher>) -> Hub {
@@ -193,11 +189,12 @@ impl Hub {
         // Read the inbox before taking the lock (the store may do I/O) ...
         let offline = self.store.take_inbox(name);
         self.update(|room, out| {
-            let before = room.everyone();
+            let was_online = room.is_online(name);
             *room.local.entry(name.to_string()).or_default() += 1;
-            let everyone = room.everyone();
-            let users = everyone.iter().map(String::as_str).collect();
-            let welcome = encode(&ServerFrame::Welcome { name, users });
+            let welcome = encode(&ServerFrame::Welcome {
+                name,
+                users: room.everyone(),
+            });
             let history = encode(&ServerFrame::History {
                 messages: room.history.iter().collect(),
             });
@@ -209,7 +206,7 @@ impl Hub {
                 outbox,
             };
             room.clients.insert(id, client);
-            room.announce(&before, out);
+            room.announce(name, was_online, out);
             self.publish(room.presence_event(name));
         });
         // ... and again after registering: a private message that found the
@@ -329,14 +326,14 @@ impl Hub {
     /// who is online.
     pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>) {
         self.update(|room, out| {
-            let before = room.everyone();
+            let was_online = room.is_online(name);
             let names = room.remote.entry(server.to_string()).or_default();
             if sessions.is_empty() {
                 names.remove(name);
             } else {
                 names.insert(name.to_string(), (sessions, Instant::now()));
             }
-            room.announce(&before, out);
+            room.announce(name, was_online, out);
         });
     }
 
@@ -346,7 +343,12 @@ impl Hub {
     /// snapshot has stopped (its presence key expired): its users leave.
     pub fn sync_presence(&self, snapshot: HashMap<String, RemotePresence>, read_at: Instant) {
         self.update(|room, out| {
-            let before = room.everyone();
+            // The names that may change: everyone remote, before and after.
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            for server in room.remote.values().chain(snapshot.values()) {
+                names.extend(server.keys().cloned());
+            }
+            let was_online: Vec<bool> = names.iter().map(|name| room.is_online(name)).collect();
             let mut remote = snapshot;
             for (server, names) in &room.remote {
                 for (name, entry) in names.iter().filter(|(_, entry)| entry.1 > read_at) {
@@ -360,7 +362,9 @@ impl Hub {
                 info!("server {server} is gone: its users leave");
             }
             room.remote = remote;
-            room.announce(&before, out);
+            for (name, was_online) in names.iter().zip(was_online) {
+                room.announce(name, was_online, out);
+            }
         });
     }
 
@@ -416,20 +420,32 @@ impl Room {
         self.local.contains_key(name) || self.remote.values().any(|names| names.contains_key(name))
     }
 
-    /// Everyone online, here or elsewhere, sorted by code point.
-    fn everyone(&self) -> Presence {
-        let remote = self.remote.values().flat_map(|names| names.keys());
-        self.local.keys().chain(remote).cloned().collect()
+    /// Everyone online, here or elsewhere, sorted by code point (for
+    /// `welcome`). Borrowed, not copied: this runs on every join.
+    fn everyone(&self) -> Vec<&str> {
+        if self.remote.values().all(HashMap::is_empty) {
+            return self.local.keys().map(String::as_str).collect(); // already sorted
+        }
+        // Inserted one by one: `collect()` into a set would sort first, and
+        // the sort's scratch buffer (4 KiB on the stack) would stay resident
+        // on every connection thread that ever joined.
+        let mut everyone = BTreeSet::new();
+        for name in self
+            .local
+            .keys()
+            .chain(self.remote.values().flat_map(|names| names.keys()))
+        {
+            everyone.insert(name.as_str());
+        }
+        everyone.into_iter().collect()
     }
 
     /// The session ids of `name`'s connections on this server.
     fn sessions_here(&self, name: &str) -> Vec<String> {
-        let ids: BTreeSet<&String> = self
-            .clients
-            .values()
-            .filter(|c| c.name == name)
-            .map(|c| &c.session_id)
-            .collect();
+        let mut ids = BTreeSet::new(); // not `collect()`: see `everyone`
+        for client in self.clients.values().filter(|c| c.name == name) {
+            ids.insert(&client.session_id);
+        }
         ids.into_iter().cloned().collect()
     }
 
@@ -448,20 +464,23 @@ impl Room {
         self.history.push_back(message);
     }
 
-    /// Sends `join` for every name online now and not `before`, `leave` for
-    /// the reverse, each to every connection but the name's own.
-    fn announce(&self, before: &Presence, out: &mut Vec<Delivery>) {
-        let now = self.everyone();
+    /// After a change concerning `name`: sends `join` if it has just come
+    /// online (anywhere), to every connection but its own; `leave` if it has
+    /// just gone offline everywhere.
+    fn announce(&self, name: &str, was_online: bool, out: &mut Vec<Delivery>) {
         let ts = now_ms();
-        for name in now.difference(before) {
-            info!("{name:?} is online");
-            let frame = encode(&ServerFrame::Join { name, ts });
-            self.deliver(&frame, |_, client| &client.name != name, out);
-        }
-        for name in before.difference(&now) {
-            info!("{name:?} is offline");
-            let frame = encode(&ServerFrame::Leave { name, ts });
-            self.deliver(&frame, |_, _| true, out);
+        match (was_online, self.is_online(name)) {
+            (false, true) => {
+                info!("{name:?} is online");
+                let frame = encode(&ServerFrame::Join { name, ts });
+                self.deliver(&frame, |_, client| client.name != name, out);
+            }
+            (true, false) => {
+                info!("{name:?} is offline");
+                let frame = encode(&ServerFrame::Leave { name, ts });
+                self.deliver(&frame, |_, _| true, out);
+            }
+            _ => {}
         }
     }
 
@@ -490,7 +509,6 @@ impl Room {
     /// nowhere any more.
     fn remove(&mut self, id: Uuid, out: &mut Vec<Delivery>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
-        let before = self.everyone();
         let count = self
             .local
             .get_mut(&client.name)
@@ -499,7 +517,7 @@ impl Room {
         if *count == 0 {
             self.local.remove(&client.name);
         }
-        self.announce(&before, out);
+        self.announce(&client.name, true, out);
         Some(client)
     }
 }
