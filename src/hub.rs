@@ -392,14 +392,28 @@ impl Hub {
                 .any(|(ids, _)| ids.iter().any(other))
     }
 
-    /// At shutdown: queues a `1001 going away` close frame for every
-    /// connection, then hangs them up (what is queued still goes out).
+    /// At shutdown: closes every connection with `1001 going away`.
     pub fn close_all(&self) {
-        let bye = encode_close(CloseCode::Away, "server shutting down");
+        self.close_where(CloseCode::Away, "server shutting down", |_| true);
+    }
+
+    /// At logout: closes the session's connections on this server (its other
+    /// tabs), so that they return to the login form.
+    pub fn close_session(&self, session_id: &str) {
+        self.close_where(CloseCode::Normal, "logged out", |c| {
+            c.session_id == session_id
+        });
+    }
+
+    /// Sends a close frame to the connections `which` selects, then hangs
+    /// them up: what is queued still goes out, and their read pumps end.
+    fn close_where(&self, code: CloseCode, reason: &str, which: impl Fn(&Client) -> bool) {
+        let bye = encode_close(code, reason);
         let outboxes: Vec<Outbox> = self
             .lock()
             .clients
             .values()
+            .filter(|c| which(c))
             .map(|c| c.outbox.clone())
             .collect();
         for outbox in outboxes {

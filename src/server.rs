@@ -345,6 +345,7 @@ fn login(request: &Request, shared: &Shared) -> Response {
 fn logout(request: &Request, shared: &Shared) -> Response {
     if let Some(id) = session::cookie(request, SESSION_COOKIE) {
         shared.hub.store().end_session(id);
+        shared.hub.close_session(id);
     }
     let [user_cookie, session_cookie] = session::logout_cookies();
     Response::redirect("/login")

@@ -169,11 +169,15 @@ fn a_name_in_use_elsewhere_is_409() {
     assert_eq!(again.cookie_header(), cookie, "same session id");
 }
 
-/// Logout ends the session and expires both cookies.
+/// Logout ends the session, expires both cookies, and closes the
+/// session's open WebSockets (its other tabs) with 1000.
 #[test]
 fn logout_ends_the_session() {
     let server = Server::start(&[]);
     let cookie = login(&server, "bob");
+    let mut tab = Client::connect(&server, &cookie);
+    tab.recv_type("offline");
+    let (mut other_user, _) = Client::join(&server, "carl");
     let response = post_form(&server, "/logout", "", Some(&cookie));
     assert_eq!(response.status, 303);
     assert_eq!(response.header("Location"), Some("/login"));
@@ -187,6 +191,15 @@ fn logout_ends_the_session() {
         get(&server, "/", Some(&cookie)).status,
         303,
         "the old session no longer works"
+    );
+    assert_eq!(
+        tab.expect_close(),
+        tungstenite::protocol::frame::coding::CloseCode::Normal
+    );
+    assert_eq!(
+        other_user.recv_type("leave")["name"],
+        "bob",
+        "only bob's tab was closed"
     );
 }
 

@@ -12,10 +12,24 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-#[derive(Default)]
+/// Most sessions kept at once (about 150 bytes each): a flood of logins
+/// cannot grow memory without bound. Past it, expired sessions go first,
+/// then the one closest to expiring.
+pub const MAX_SESSIONS: usize = 100_000;
+
 pub struct MemoryStore {
     /// Held only for a map operation: no I/O, no other lock taken inside.
     inner: Mutex<Inner>,
+    session_cap: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            session_cap: MAX_SESSIONS,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -32,11 +46,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic elsewhere cannot leave these maps half-updated (each
-        // operation is one map call), so a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.inner)
     }
 }
 
@@ -71,7 +81,23 @@ impl Store for MemoryStore {
     fn create_session(&self, session: &Session) {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.sessions.retain(|_, (_, expires)| *expires > now);
+        let known = inner.sessions.contains_key(&session.id);
+        if !known && inner.sessions.len() >= self.session_cap {
+            inner.sessions.retain(|_, (_, expires)| *expires > now);
+        }
+        if !known && inner.sessions.len() >= self.session_cap {
+            let soonest = inner
+                .sessions
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires);
+            if let Some(id) = soonest.map(|(id, _)| id.clone()) {
+                log::warn!(
+                    "{} sessions: ending the oldest to make room",
+                    self.session_cap
+                );
+                inner.sessions.remove(&id);
+            }
+        }
         inner.sessions.insert(
             session.id.clone(),
             (session.name.clone(), now + SESSION_TTL),
@@ -121,6 +147,30 @@ mod tests {
         assert_eq!(taken.len(), INBOX_LEN);
         assert_eq!((taken[0].id.as_str(), taken[99].id.as_str()), ("50", "149"));
         assert!(store.take_inbox("b").is_empty());
+    }
+
+    #[test]
+    fn sessions_are_capped_oldest_first() {
+        let store = MemoryStore {
+            session_cap: 3,
+            ..MemoryStore::default()
+        };
+        for n in 0..5 {
+            store.create_session(&Session {
+                id: n.to_string(),
+                name: "n".into(),
+            });
+        }
+        let live: Vec<bool> = (0..5)
+            .map(|n| store.session_name(&n.to_string()).is_some())
+            .collect();
+        assert_eq!(live, [false, false, true, true, true]);
+        // Logging in again with a live session does not evict anyone.
+        store.create_session(&Session {
+            id: "2".into(),
+            name: "n".into(),
+        });
+        assert!(store.session_name("3").is_some());
     }
 
     #[test]
