@@ -217,16 +217,13 @@ fn send_now(socket: &TcpStream, frames: &[Encoded]) -> io::Result<usize> {
         })
         .collect();
     // SAFETY: the iovecs point into `frames`, alive for the call; a zeroed
-    // msghdr is valid (no address, no control data).
+    // msghdr is valid (no address, no control data). No MSG_NOSIGNAL (it is
+    // Linux-only): Rust programs ignore SIGPIPE, so a closed peer is EPIPE.
     let sent = unsafe {
         let mut message: libc::msghdr = std::mem::zeroed();
         message.msg_iov = slices.as_ptr() as *mut libc::iovec;
         message.msg_iovlen = slices.len() as _;
-        libc::sendmsg(
-            socket.as_raw_fd(),
-            &message,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
+        libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_DONTWAIT)
     };
     if sent >= 0 {
         return Ok(sent as usize);
