@@ -308,15 +308,9 @@ pub struct Step {
     pub clients: usize,
     /// Deliveries per second offered (messages/s × clients).
     pub offered_per_s: f64,
-    /// Deliveries of window messages per second of window.
-    pub delivered_per_s: f64,
-    pub expected: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    /// What was delivered of the messages sent in the window, and how fast.
+    #[serde(flatten)]
+    pub deliveries: Deliveries,
     /// Error frames (e.g. rate_limited) received during the step.
     pub errors: u64,
     /// Clients the server dropped during the step.
@@ -328,10 +322,11 @@ pub struct Step {
 impl Step {
     /// Within the saturation criteria: p99 ≤ 100 ms, ≤ 0.1 % lost, nobody dropped.
     pub fn passes(&self) -> bool {
-        self.p99_ms <= 100.0
-            && self.lost as f64 <= self.expected as f64 * 0.001
+        let d = &self.deliveries;
+        d.p99_ms <= 100.0
+            && d.lost as f64 <= d.expected as f64 * 0.001
             && self.dropped_clients == 0
-            && self.delivered > 0
+            && d.delivered > 0
     }
 }
 
@@ -371,23 +366,15 @@ pub async fn run_step(
     drain(&[stats], expected).await;
     let cpu =
         (crate::procs::own_cpu_time() - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
-    let delivered = stats.delivered.get();
-    // Nothing counted after this point belongs to the step.
-    let (mut latencies, _) = stats.close_window();
-    let [p50_ms, p90_ms, p99_ms, max_ms] = percentiles(&mut latencies);
+    // Nothing counted after this point belongs to the step. (One server:
+    // every delivery is a same-server one.)
+    let (latencies, _) = stats.close_window();
     Step {
         messages_per_s,
         senders,
         clients: open as usize,
         offered_per_s: messages_per_s * open as f64,
-        delivered_per_s: delivered as f64 / window.as_secs_f64(),
-        expected,
-        delivered,
-        lost: expected.saturating_sub(delivered),
-        p50_ms,
-        p90_ms,
-        p99_ms,
-        max_ms,
+        deliveries: Deliveries::new(expected, latencies, window),
         errors: stats.errors.get() - errors_before,
         dropped_clients: stats.closed() - closed_before,
         generator_cpu: cpu,

@@ -347,7 +347,12 @@ async fn fan_out(
         let passed = step.passes();
         results.generator_limited = step.generator_cpu >= 0.9;
         if passed {
-            results.saturation = Some(results.saturation.unwrap_or(0.0).max(step.delivered_per_s));
+            results.saturation = Some(
+                results
+                    .saturation
+                    .unwrap_or(0.0)
+                    .max(step.deliveries.delivered_per_s),
+            );
         }
         results.saturation_steps.push(step);
         if !passed {

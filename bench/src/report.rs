@@ -73,12 +73,12 @@ pub fn step_line(s: &Step) -> String {
     format!(
         "offered {:>9.0}/s delivered {:>9.0}/s lost {} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms, {} senders, dropped {}, errors {}, generator cpu {:.0}%{}",
         s.offered_per_s,
-        s.delivered_per_s,
-        s.lost,
-        s.p50_ms,
-        s.p90_ms,
-        s.p99_ms,
-        s.max_ms,
+        s.deliveries.delivered_per_s,
+        s.deliveries.lost,
+        s.deliveries.p50_ms,
+        s.deliveries.p90_ms,
+        s.deliveries.p99_ms,
+        s.deliveries.max_ms,
         s.senders,
         s.dropped_clients,
         s.errors,
@@ -157,15 +157,17 @@ impl Report {
         let _ = writeln!(t, "|---|---|---|---|---|---|");
         let pcts = |s: &Option<Step>| {
             s.as_ref().map_or("–".to_string(), |s| {
+                let d = &s.deliveries;
                 format!(
                     "{:.2} / {:.2} / {:.2} / {:.2}",
-                    s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms
+                    d.p50_ms, d.p90_ms, d.p99_ms, d.max_ms
                 )
             })
         };
         let rate = |s: &Option<Step>| {
             s.as_ref().map_or("–".to_string(), |s| {
-                format!("{} ({} lost)", thousands(s.delivered_per_s), s.lost)
+                let d = &s.deliveries;
+                format!("{} ({} lost)", thousands(d.delivered_per_s), d.lost)
             })
         };
         let _ = writeln!(
@@ -174,7 +176,7 @@ impl Report {
             rate(&l.fixed),
             rate(&r.fixed)
         );
-        let p99_ok = l.fixed.as_ref().map(|s| s.p99_ms <= 10.0);
+        let p99_ok = l.fixed.as_ref().map(|s| s.deliveries.p99_ms <= 10.0);
         let _ = writeln!(
             t,
             "| fixed load: p50 / p90 / p99 / max (ms) | {} | {} | | p99 ≤ 10 ms | {} |",
@@ -317,11 +319,11 @@ impl Report {
                     t,
                     "| {name} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} % | {} |",
                     thousands(step.offered_per_s),
-                    thousands(step.delivered_per_s),
-                    step.lost,
-                    step.p50_ms,
-                    step.p99_ms,
-                    step.max_ms,
+                    thousands(step.deliveries.delivered_per_s),
+                    step.deliveries.lost,
+                    step.deliveries.p50_ms,
+                    step.deliveries.p99_ms,
+                    step.deliveries.max_ms,
                     step.senders,
                     step.generator_cpu * 100.0,
                     if step.passes() { "yes" } else { "no" }
@@ -404,9 +406,13 @@ impl Report {
             let mut steps = steps;
             steps.sort_by(|a, b| a.offered_per_s.total_cmp(&b.offered_per_s));
             for (label, dash, get) in [
-                ("p50", "4 3", (|s: &Step| s.p50_ms) as fn(&Step) -> f64),
-                ("p90", "1 3", |s: &Step| s.p90_ms),
-                ("p99", "", |s: &Step| s.p99_ms),
+                (
+                    "p50",
+                    "4 3",
+                    (|s: &Step| s.deliveries.p50_ms) as fn(&Step) -> f64,
+                ),
+                ("p90", "1 3", |s: &Step| s.deliveries.p90_ms),
+                ("p99", "", |s: &Step| s.deliveries.p99_ms),
             ] {
                 let points: Vec<String> = steps
                     .iter()
