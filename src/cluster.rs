@@ -25,8 +25,8 @@
 //! While Redis is down, each server goes on as a chat of its own: events
 //! wait in the queue (the last [`MAX_UNPUBLISHED`]) and go out when Redis is back.
 
-use crate::hub::{Hub, RemotePresence};
-use crate::protocol::{PrivateMessage, RoomMessage};
+use crate::hub::{EventSink, Hub, RemotePresence};
+use crate::protocol::Event;
 use crate::store::open_redis;
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
@@ -49,27 +49,6 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(500);
 
 pub fn presence_key(server: &str) -> String {
     format!("lanchat:presence:{server}")
-}
-
-/// What one server tells the others.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
-pub enum Event {
-    Room {
-        message: RoomMessage,
-    },
-    /// `inboxed`: the sending server kept it in the recipient's inbox
-    /// (the recipient was offline everywhere, as far as it knew).
-    Private {
-        message: PrivateMessage,
-        inboxed: bool,
-    },
-    /// The sessions `name` has connections of on the sending server (none:
-    /// it has left that server).
-    Presence {
-        name: String,
-        sessions: Vec<String>,
-    },
 }
 
 /// An event as it travels on [`CHANNEL`]: with the id of its server.
@@ -141,6 +120,12 @@ impl Publisher {
         drop(crate::wait_until(&self.shared.wake, queue, deadline, |q| {
             q.closed
         }));
+    }
+}
+
+impl EventSink for Publisher {
+    fn publish(&self, event: Event) {
+        Publisher::publish(self, event)
     }
 }
 

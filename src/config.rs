@@ -1,7 +1,8 @@
 //! Command-line flags, parsed by hand into a plain [`Config`].
 //!
-//! The flags are the ones pinned by the wire contract (`PROTOCOL.md`):
-//! a bad flag is exit code 2 with the usage text, `--help` prints it.
+//! The flags are the ones pinned by the wire contract (`docs/PROTOCOL.md`):
+//! a bad flag is exit code 2 with the usage text, `--help` prints it,
+//! `--version` prints the version.
 //! `REDIS_URL` and `RUST_LOG` are read here too, so the rest of the program
 //! sees one value for each setting.
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
+       lanchat --version | --help
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
   --port N               port, 0 picks a free one (default 8000)
@@ -31,7 +33,8 @@ pub struct Config {
     pub redis: Option<String>,
     pub log_level: LevelFilter,
     pub max_connections: usize,
-    /// See `connection::HEARTBEAT` for how this is used.
+    /// A WebSocket silent this long is pinged, and closed when silent for
+    /// twice this long (see the heartbeat in `connection.rs`).
     pub heartbeat: Duration,
     pub www: Option<PathBuf>,
 }
@@ -39,8 +42,12 @@ pub struct Config {
 #[derive(Debug, PartialEq)]
 pub enum ArgsError {
     Help,
+    Version,
     Bad(String),
 }
+
+/// What `--version` prints.
+pub const VERSION: &str = concat!("lanchat ", env!("CARGO_PKG_VERSION"));
 
 impl Default for Config {
     fn default() -> Self {
@@ -74,6 +81,9 @@ impl Config {
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
                 return Err(ArgsError::Help);
+            }
+            if arg == "-V" || arg == "--version" {
+                return Err(ArgsError::Version);
             }
             let (flag, inline) = match arg.split_once('=') {
                 Some((flag, value)) if flag.starts_with("--") => {
@@ -203,6 +213,7 @@ mod tests {
             assert!(matches!(parse(args), Err(ArgsError::Bad(_))), "{args:?}");
         }
         assert_eq!(parse(&["--help"]).unwrap_err(), ArgsError::Help);
+        assert_eq!(parse(&["--version"]).unwrap_err(), ArgsError::Version);
     }
 
     #[test]

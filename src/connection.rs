@@ -1,35 +1,37 @@
-//! One WebSocket connection: its read pump, on the connection's own thread.
+//! One WebSocket connection: its handshake and its read pump, on the
+//! connection's own thread (like `serveWs` and `readPump` in gorilla's
+//! `client.go`).
 //!
-//! ```text
-//!             ┌────────────── read pump (this thread) ──────────────────┐
-//!  socket ──> │ tungstenite::WebSocket<ReadHalf>: frames in, rate limit │ ──> Hub
-//!             │ its automatic pong/close replies go to the outbox       │
-//!             └─────────────────────────────────────────────────────────┘
-//!  Hub's fan-out thread, this read pump ──frames──> Outbox ──> socket
-//! ```
+//! [`upgrade`] checks a `GET /ws` (Origin, session, the RFC 6455 headers),
+//! answers `101` by hand (so one HTTP parser serves every route and the
+//! refusals stay plain HTTP), and the thread goes on as the read pump.
 //!
-//! A sync `WebSocket` cannot be read in one thread and written in another
-//! (a blocking `read` would hold it), and a second writer beside it could
-//! interleave a pong with a chat frame. So the reading `WebSocket` runs over
-//! [`ReadHalf`], whose `Write` hands tungstenite's replies to the
-//! connection's [`Outbox`] (see `outbox.rs`), through which every frame for
-//! this socket goes, one writer at a time, whole frames, in order.
+//! Concurrency rule: the read pump is the only reader of the socket; it
+//! never writes it. A sync `WebSocket` cannot be read in one thread and
+//! written in another (why: `docs/DESIGN.md`), so the reading `WebSocket`
+//! runs over [`ReadHalf`], whose `Write` hands tungstenite's automatic
+//! pongs and close replies to the connection's [`Outbox`] (`outbox.rs`),
+//! through which every frame for this socket goes, one writer at a time.
 //!
 //! Heartbeat: the read pump reads with a timeout of one heartbeat interval.
 //! A connection silent for one interval is pinged; one silent for two (so
-//! closed between 2 and 3 intervals after its last frame) is dropped. Idle
-//! connections therefore wake up once per interval, not on a polling tick.
+//! closed between 2 and 3 intervals after its last frame) gets a close frame
+//! and is dropped. Idle connections wake up once per interval, not on a
+//! polling tick.
 
+use crate::http::{self, Request, Response};
 use crate::hub::Hub;
 use crate::outbox::{Full, Outbox};
 use crate::protocol::{ClientError, ClientFrame, Encoded, ErrorCode, parse_client_frame};
-use crate::session::Session;
+use crate::session;
+use crate::store::Session;
+use base64::Engine;
 use log::{debug, info, warn};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -45,6 +47,112 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Messages a client may send: 20 a second on average, bursts of up to 40.
 pub const RATE_PER_SEC: f64 = 20.0;
 pub const RATE_BURST: f64 = 40.0;
+
+/// `GET /ws`: checks the request, answers `101`, and runs the connection on
+/// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
+/// `Origin`, `426` for a request that is not a WebSocket handshake, `400`
+/// for a `Sec-WebSocket-Key` that is not the base64 of 16 bytes, `401`
+/// without a live session.
+pub fn upgrade(
+    mut socket: TcpStream,
+    request: Request,
+    already_read: Vec<u8>,
+    hub: &Hub,
+    settings: Settings,
+) {
+    let refusal = if !same_origin(&request) {
+        Some(Response::text(403, "cross-origin WebSocket refused"))
+    } else if !is_websocket_handshake(&request) {
+        Some(
+            Response::text(426, "this is a WebSocket endpoint")
+                .with_header("Sec-WebSocket-Version", "13"),
+        )
+    } else {
+        None
+    };
+    let key = request.header("sec-websocket-key").map(str::trim);
+    let session = session::authenticate(&request, hub.store());
+    let (key, session) = match (refusal, key, session) {
+        (Some(response), _, _) => return refuse(socket, response),
+        (None, Some(key), _) if !is_valid_key(key) => {
+            let why = "Sec-WebSocket-Key must be the base64 of 16 bytes";
+            return refuse(socket, Response::text(400, why));
+        }
+        (None, _, None) => return refuse(socket, Response::text(401, "log in first")),
+        (None, Some(key), Some(session)) => (key, session),
+        (None, None, _) => unreachable!("checked by is_websocket_handshake"),
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if socket.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    if let Err(e) = run(socket, already_read, session, hub, settings) {
+        warn!("cannot start a WebSocket connection: {e}");
+    }
+}
+
+fn refuse(mut socket: TcpStream, response: Response) {
+    let _ = response.write_to(&mut socket, false);
+    http::close_gracefully(&socket);
+}
+
+fn is_websocket_handshake(request: &Request) -> bool {
+    let has_token = |header: &str, token: &str| {
+        request
+            .header(header)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has_token("upgrade", "websocket")
+        && has_token("connection", "upgrade")
+        && request.header("sec-websocket-version").map(str::trim) == Some("13")
+        && request
+            .header("sec-websocket-key")
+            .is_some_and(|k| !k.trim().is_empty())
+}
+
+/// RFC 6455 4.2.1: the key is a base64-encoded 16-byte nonce.
+fn is_valid_key(key: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .is_ok_and(|nonce| nonce.len() == 16)
+}
+
+/// Cross-site WebSocket hijacking defence: a browser always sends `Origin`,
+/// and a page from another site must not use our cookies to connect. Tools
+/// that send no `Origin` (websocat, scripts) are let through.
+pub fn same_origin(request: &Request) -> bool {
+    let Some(origin) = request.header("origin") else {
+        return true;
+    };
+    let Some((scheme, authority)) = origin.trim().split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return false,
+    };
+    let Some(host) = request.header("host") else {
+        return false;
+    };
+    host_port(authority, default_port)
+        .is_some_and(|o| Some(o) == host_port(host.trim(), default_port))
+}
+
+/// `host[:port]` (or `[v6]:port`) lowercased, with the default port filled in.
+fn host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => {
+            (&authority[..i], authority[i + 1..].parse().ok()?)
+        }
+        _ => (authority.as_str(), default_port),
+    };
+    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), port))
+}
 
 /// The stream under the read pump's `WebSocket`: reads come from the socket,
 /// writes (pongs, close replies, pings) go to the connection's outbox.
@@ -87,7 +195,7 @@ enum Ending {
     ClientClosed,
     /// We sent a close frame with this code and reason.
     WeClosed(CloseCode, &'static str),
-    /// Silent for two heartbeats.
+    /// Silent for two heartbeats (sent a close frame, in case it still reads).
     Silent,
     /// Its outbox was full: it stopped reading.
     TooSlow,
@@ -99,7 +207,7 @@ enum Ending {
 /// Runs one upgraded connection to its end, on the calling thread (which
 /// becomes the read pump). `already_read` holds bytes that arrived after the
 /// HTTP request head.
-pub fn run(
+fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
     session: Session,
@@ -114,7 +222,7 @@ pub fn run(
     // as long as only one thread writes at a time.
     let socket = Arc::new(socket);
     socket.set_read_timeout(Some(settings.heartbeat))?;
-    let outbox = Outbox::new_held(socket.clone());
+    let outbox = Outbox::new_held(uuid::Uuid::new_v4(), socket.clone());
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -126,9 +234,10 @@ pub fn run(
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
+    hub.join(&session, outbox.clone());
     let registration = Registration {
         hub,
-        id: hub.join(&session, outbox.clone()),
+        id: outbox.id(),
     };
     outbox.release(); // welcome, history, offline: first, then anything else
     info!("{peer} {:?} connected", session.name);
@@ -186,6 +295,7 @@ fn read_pump(
                 // A heartbeat interval passed with nothing read.
                 let silent = last_heard.elapsed();
                 if silent >= settings.heartbeat * 2 {
+                    close(ws, CloseCode::Away, "no answer to pings");
                     return Ending::Silent;
                 }
                 if silent >= settings.heartbeat
@@ -206,7 +316,7 @@ fn read_pump(
                 } else {
                     Some(ClientError::new(
                         ErrorCode::RateLimited,
-                        "Slow down: at most 20 messages a second.",
+                        format!("Slow down: at most {RATE_PER_SEC} messages a second."),
                     ))
                 };
                 if let Some(error) = reply
@@ -248,9 +358,6 @@ fn ending_for(ws: &mut WebSocket<ReadHalf>, error: WsError) -> Ending {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Vanished,
         WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Full>()) => Ending::TooSlow,
         WsError::Io(_) => Ending::Vanished,
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            close(ws, CloseCode::Size, "message larger than 64 KiB")
-        }
         WsError::Capacity(_) => close(ws, CloseCode::Size, "message too large"),
         WsError::Utf8(_) => close(ws, CloseCode::Invalid, "text frame is not valid UTF-8"),
         WsError::Protocol(_) => close(ws, CloseCode::Protocol, "WebSocket protocol violation"),
@@ -300,6 +407,42 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/ws".into(),
+            query: None,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let ok =
+            |origin: &str, host: &str| same_origin(&request(&[("Origin", origin), ("Host", host)]));
+        assert!(ok("http://127.0.0.1:8000", "127.0.0.1:8000"));
+        assert!(ok("http://LanChat.local", "lanchat.local:80"));
+        assert!(ok("https://[::1]:9000", "[::1]:9000"));
+        assert!(ok("https://example.org", "example.org"));
+        assert!(!ok("http://evil.example:8000", "127.0.0.1:8000"));
+        assert!(!ok("http://127.0.0.1:8001", "127.0.0.1:8000"));
+        assert!(!ok("https://example.org", "example.org:80"));
+        assert!(!ok("null", "127.0.0.1:8000"));
+        assert!(same_origin(&request(&[("Host", "x")])));
+    }
+
+    #[test]
+    fn keys_must_be_16_bytes_of_base64() {
+        assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_valid_key("x"));
+        assert!(!is_valid_key("dGhlIHNhbXBsZQ=="));
+        assert!(!is_valid_key("not base64 at all!!!!!!="));
+    }
+
     /// A connection thread that panics after joining leaves no ghost: its
     /// registration is given up while the thread unwinds.
     #[test]
@@ -315,10 +458,11 @@ mod tests {
 
         let in_thread = hub.clone();
         let crashed = std::thread::spawn(move || {
-            let outbox = Outbox::new_held(Arc::new(socket));
+            let outbox = Outbox::new_held(uuid::Uuid::new_v4(), Arc::new(socket));
+            in_thread.join(&session, outbox.clone());
             let _registration = Registration {
                 hub: &in_thread,
-                id: in_thread.join(&session, outbox),
+                id: outbox.id(),
             };
             assert_eq!(in_thread.counts(), (1, 1));
             panic!("a bug in a connection thread");

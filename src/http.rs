@@ -251,24 +251,12 @@ impl Response {
     }
 }
 
+/// The standard reason phrase of a status code (`"Not Found"` for 404).
 fn reason(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        303 => "See Other",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
+    ::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Unknown")
 }
 
 /// How long [`wait_for_hang_up`] waits for the peer to finish.
@@ -300,39 +288,29 @@ pub fn wait_for_hang_up(socket: &TcpStream) {
 }
 
 /// One field of an `application/x-www-form-urlencoded` body or query string,
-/// percent-decoded. `None` when absent or not valid UTF-8.
+/// percent-decoded (`+` is a space). `None` when absent or not valid UTF-8.
 pub fn form_field(form: &[u8], name: &str) -> Option<String> {
     form.split(|&b| b == b'&').find_map(|pair| {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        (percent_decode(key)? == name)
-            .then(|| percent_decode(value))
+        (form_decode(key)? == name)
+            .then(|| form_decode(value))
             .flatten()
     })
 }
 
-/// Decodes `+` and `%XX`; a `%` not followed by two hex digits stays as is.
-fn percent_decode(raw: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() && hex(raw[i + 1]).is_some() && hex(raw[i + 2]).is_some() => {
-                out.push(hex(raw[i + 1])? * 16 + hex(raw[i + 2])?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+/// Decodes one form component; a `%` not followed by two hex digits stays.
+fn form_decode(raw: &[u8]) -> Option<String> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -1,62 +1,59 @@
-//! The hub: who is online, the recent room history, and fan-out.
+//! The hub: who is online, the recent room history, and deciding who gets what.
 //!
-//! One `Mutex<Room>` guards the registry (connections by uuid, open
-//! connections per name), what other servers report online (with several
-//! servers on one Redis, see `cluster.rs`) and the last [`HISTORY_LEN`] room
-//! messages. Every change to who is online and every delivery happens under
-//! it, which gives everyone the same order: the `welcome` a newcomer gets,
-//! the history it replays, and the live frames after it fit together with no
-//! gap and no repeat, and every recipient sees room messages in one order.
+//! Concurrency rule: one `Mutex<Room>` (the *hub lock*) guards the registry
+//! (connections by uuid, open connections per name), what other servers
+//! report online (with several servers on one Redis, see `cluster.rs`) and
+//! the last [`HISTORY_LEN`] room messages. Every change to who is online and
+//! every delivery is decided under it, which gives everyone the same order:
+//! the `welcome` a newcomer gets, the history it replays, and the live
+//! frames after it fit together with no gap and no repeat, and every
+//! recipient sees room messages in one order.
 //!
-//! What happens under the lock is kept small, and never touches a socket
-//! or Redis: deciding who gets what. Each decision is a [`Delivery`] (one
-//! encoded frame, the outboxes it goes to), queued in lock order for the
-//! `fan-out` thread, which sends them outside the lock, in that order:
+//! What happens under the lock is kept small and never touches a socket or
+//! Redis: deciding who gets what. Each decision is a [`Delivery`], queued
+//! (still under the lock, so in its order) for the fan-out thread
+//! (`fanout.rs`), which sends it outside the lock. Messages are encoded once,
+//! before the lock is taken. The path of a message and the order in which
+//! locks may be taken are drawn once, in `src/lib.rs`.
 //!
-//! ```text
-//!  read pumps ──Hub::say──> [lock: history, who] ──Delivery──> fan-out thread ──> outboxes ──> sockets
-//! ```
-//!
-//! Under load the fan-out thread finds many deliveries waiting and sends
-//! each connection all of its frames in one `sendmsg`: the busier the room,
-//! the bigger the batches. A message is encoded once, before taking the
-//! lock. A client whose outbox is full is dropped (and kicked) by the
-//! fan-out thread: it never slows anyone.
+//! The hub needs two things from outside, and defines them here so that the
+//! imports point one way: a [`Store`] (`store/`) and, with several servers,
+//! an [`EventSink`] for what the other servers must hear (`cluster.rs`
+//! implements it).
 
-use crate::cluster::{Event, Publisher};
+use crate::fanout::{Delivery, FanOut};
 use crate::now_ms;
 use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
-    ClientError, Encoded, ErrorCode, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
+    ClientError, Encoded, ErrorCode, Event, PrivateMessage, RoomMessage, ServerFrame, encode,
+    encode_close,
 };
-use crate::session::Session;
-use crate::store::{HISTORY_LEN, Store};
+use crate::store::{HISTORY_LEN, Session, Store};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
+/// Where the hub sends what other servers must hear. Called under the hub
+/// lock (so events leave in the order they were decided): must not block.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, event: Event);
+}
+
 pub struct Hub {
+    /// The hub lock (see the module doc).
     room: Mutex<Room>,
     store: Arc<dyn Store>,
     /// Where events for the other servers go (with `--redis` only).
-    cluster: Option<Publisher>,
-    /// Deliveries decided under the room lock, in its order, waiting for
-    /// the fan-out thread.
-    outgoing: Mutex<Vec<Delivery>>,
-    /// Wakes the fan-out thread.
-    outgoing_ready: Condvar,
+    events: Option<Arc<dyn EventSink>>,
+    /// Deliveries decided under the hub lock, waiting for the fan-out thread.
+    fan_out: Arc<FanOut>,
 }
 
-/// One frame and the connections it goes to.
-pub struct Delivery {
-    frame: Encoded,
-    to: Vec<Outbox>,
-}
-
-/// One open WebSocket connection, as the hub sees it.
+/// One open WebSocket connection, as the hub sees it (its key in
+/// `Room::clients` is its uuid, the same as its outbox's id).
 struct Client {
     name: String,
     session_id: String,
@@ -80,7 +77,7 @@ struct Room {
 
 impl Hub {
     /// A hub whose history starts from what the store kept.
-    pub fn new(store: Arc<dyn Store>, cluster: Option<Publisher>) -> Hub {
+    pub fn new(store: Arc<dyn Store>, events: Option<Arc<dyn EventSink>>) -> Hub {
         let mut history: VecDeque<RoomMessage> = store.load_history().into();
         while history.len() > HISTORY_LEN {
             history.pop_front();
@@ -92,53 +89,27 @@ impl Hub {
         Hub {
             room,
             store,
-            cluster,
-            outgoing: Mutex::default(),
-            outgoing_ready: Condvar::new(),
+            events,
+            fan_out: Arc::default(),
         }
     }
 
-    /// Starts the thread that sends what the hub decides (see the module doc).
+    /// Starts the fan-out thread (`fanout.rs`), which sends what the hub
+    /// decides and reports back the connections too slow to keep up.
     pub fn start_fan_out(self: &Arc<Hub>) -> std::io::Result<()> {
-        let hub = self.clone();
-        std::thread::Builder::new()
-            .name("fan-out".into())
-            .spawn(move || hub.fan_out_forever())
-            .map(drop)
-    }
-
-    fn fan_out_forever(&self) {
-        loop {
-            let batch = {
-                let outgoing = crate::lock(&self.outgoing);
-                let mut outgoing = self
-                    .outgoing_ready
-                    .wait_while(outgoing, |o| o.is_empty())
-                    .unwrap_or_else(|p| p.into_inner());
-                std::mem::take(&mut *outgoing)
-            };
-            // One thread sends for everyone: a bug hit while sending one
-            // batch must not silence the chat. (Outboxes stay consistent:
-            // each push holds its own lock.)
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(batch))) {
-                Ok(slow) if !slow.is_empty() => self.drop_slow(slow),
-                Ok(_) => {}
-                Err(_) => log::error!("fan-out: a batch of deliveries was lost to a panic"),
+        let hub = Arc::downgrade(self);
+        self.fan_out.start(move |slow| {
+            if let Some(hub) = hub.upgrade() {
+                hub.drop_slow(slow)
             }
-        }
+        })
     }
 
     /// Drops connections whose outbox overflowed, then kicks them.
     fn drop_slow(&self, slow: Vec<Outbox>) {
         self.update(|room, out| {
-            let ids: Vec<Uuid> = room
-                .clients
-                .iter()
-                .filter(|(_, client)| slow.iter().any(|s| s.id() == client.outbox.id()))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                if let Some(client) = room.remove(id, out) {
+            for outbox in &slow {
+                if let Some(client) = room.remove(outbox.id(), out) {
                     warn!(
                         "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropped",
                         client.name
@@ -161,8 +132,8 @@ impl Hub {
     }
 
     fn publish(&self, event: Event) {
-        if let Some(cluster) = &self.cluster {
-            cluster.publish(event);
+        if let Some(events) = &self.events {
+            events.publish(event);
         }
     }
 
@@ -173,18 +144,16 @@ impl Hub {
         let mut room = self.lock();
         let mut deliveries = Vec::new();
         let result = change(&mut room, &mut deliveries);
-        if !deliveries.is_empty() {
-            crate::lock(&self.outgoing).extend(deliveries);
-            self.outgoing_ready.notify_one();
-        }
+        self.fan_out.queue(deliveries);
         result
     }
 
-    /// Registers a new connection and queues its first frames: `welcome`,
-    /// `history`, `offline`, in its outbox, which must be held (the caller
-    /// releases it). Tells everyone else when the name comes online.
-    pub fn join(&self, session: &Session, outbox: Outbox) -> Uuid {
-        let id = Uuid::new_v4();
+    /// Registers a new connection (by its outbox's id) and queues its first
+    /// frames: `welcome`, `history`, `offline`, in its outbox, which must be
+    /// held (the caller releases it). Tells everyone else when the name
+    /// comes online.
+    pub fn join(&self, session: &Session, outbox: Outbox) {
+        let id = outbox.id();
         let name = session.name.as_str();
         // Read the inbox before taking the lock (the store may do I/O) ...
         let offline = self.store.take_inbox(name);
@@ -223,7 +192,6 @@ impl Hub {
                 }
             });
         }
-        id
     }
 
     /// Unregisters a connection; tells everyone when its name goes offline.
@@ -534,36 +502,4 @@ impl Room {
         self.announce(&client.name, true, out);
         Some(client)
     }
-}
-
-/// Sends a batch of deliveries: each connection gets all of its frames, in
-/// order, in one push. Returns the outboxes that overflowed.
-fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
-    let mut slow = Vec::new();
-    if let [delivery] = &batch[..] {
-        // The common case when the room is quiet: one frame, shared by all.
-        for outbox in &delivery.to {
-            if outbox.push(std::slice::from_ref(&delivery.frame)).is_err() {
-                slow.push(outbox.clone());
-            }
-        }
-        return slow;
-    }
-    let mut frames: Vec<(Outbox, Vec<Encoded>)> = Vec::new();
-    let mut index: HashMap<usize, usize> = HashMap::new();
-    for delivery in batch {
-        for outbox in delivery.to {
-            let i = *index.entry(outbox.id()).or_insert_with(|| {
-                frames.push((outbox.clone(), Vec::new()));
-                frames.len() - 1
-            });
-            frames[i].1.push(delivery.frame.clone());
-        }
-    }
-    for (outbox, frames) in frames {
-        if outbox.push(&frames).is_err() {
-            slow.push(outbox);
-        }
-    }
-    slow
 }

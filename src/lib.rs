@@ -2,43 +2,90 @@
 //!
 //! A teacher runs `lanchat` on a laptop; everyone on the LAN opens the printed
 //! URL, picks a nickname and chats. The server is deliberately *synchronous*:
-//! a blocking `TcpListener` and one thread per connection (plus one writer
-//! thread per WebSocket), no async runtime. The point is to show that this
-//! model, built with care, is simple to read and holds up well.
+//! a blocking `TcpListener`, one thread per connection, no async runtime.
+//! The point is to show that this model, built with care, is simple to read
+//! and holds up well. Why it is built this way: `docs/DESIGN.md`; the wire
+//! contract: `docs/PROTOCOL.md`.
 //!
-//! # Layout: one module per idea
+//! This file is the map: the modules, how a message travels, and the locks.
+//! Other files point here instead of repeating it.
 //!
-//! | module         | role |
-//! |----------------|------|
-//! | [`config`]     | command-line flags -> [`config::Config`] |
-//! | [`server`]     | the listener, one thread per connection, HTTP routing |
-//! | [`http`]       | reading a request head and form, writing a response |
-//! | [`session`]    | nicknames, cookies, who is logged in |
-//! | [`page`]       | the web page in `www/` (embedded) and the login form |
-//! | [`connection`] | one WebSocket: its read pump (heartbeat, rate limit) |
-//! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump |
-//! | [`hub`]        | who is online, the recent history, deciding who gets what |
-//! | [`protocol`]   | the JSON frames in and out, encoded once per message |
-//! | [`store`]      | what outlives the process: memory or Redis |
-//! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) |
+//! # Modules: one idea each
+//!
+//! | module         | role | its threads |
+//! |----------------|------|-------------|
+//! | [`config`]     | command-line flags -> [`config::Config`] | |
+//! | [`server`]     | the listener, one thread per connection, HTTP routes, shutdown | `main`, `conn-N`, `signals`, `shutdown` |
+//! | [`http`]       | reading one request head and form, writing one response | |
+//! | [`session`]    | nicknames, the two cookies, who is logged in | |
+//! | [`page`]       | the web page in `www/` (embedded) and the login form | |
+//! | [`connection`] | one WebSocket: its handshake and read pump (heartbeat, rate limit) | `conn-N` after `101` |
+//! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
+//! | [`hub`]        | who is online, the recent history, deciding who gets what | |
+//! | [`fanout`]     | the fan-out thread: sends what the hub decided, outside its lock | `fan-out` |
+//! | [`protocol`]   | the JSON frames in and out (encoded once per message), server events | |
+//! | [`store`]      | what outlives the process: memory or Redis | `redis-writer` |
+//! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) | `cluster-pub`, `cluster-sub` |
+//!
+//! Imports point one way: `server` -> `connection` -> `hub` -> `fanout` ->
+//! `outbox` -> `protocol`; `hub` and `session` -> `store` -> `protocol`;
+//! `cluster` -> `hub` (it implements the hub's [`hub::EventSink`]).
 //!
 //! # How a room message travels
 //!
 //! ```text
-//!  alice's socket ──> read pump (alice) ──> Hub::say ──> [lock: history, who gets it] ──> Delivery
-//!                     parse, rate-limit     encode once                                      │
-//!                                                                                            ▼
-//!                                 fan-out thread ──> outbox(alice), outbox(bob), outbox(carol) ──> sockets
+//!  alice's socket
+//!       │ {"type":"message","text":"hi"}
+//!       ▼
+//!  conn-7: read pump (connection.rs)     tungstenite reads the frame; rate limit; parse (protocol.rs)
+//!       │ Hub::say
+//!       ▼
+//!  hub.rs, under the hub lock            encode ONCE (before the lock); keep in the last 100;
+//!       │                                store.append_history (never blocks); decide: this
+//!       │ Delivery (frame, outboxes)     frame -> these outboxes; queue it, in lock order
+//!       ▼
+//!  fan-out thread (fanout.rs)            takes every delivery waiting; each outbox gets all
+//!       │                                of its frames in one push
+//!       ▼
+//!  outbox(bob), outbox(carol) (outbox.rs)  nothing queued? one non-blocking send, done.
+//!       │                                  socket full? queue (up to 1,024 frames) and start a
+//!       ▼                                  write pump that sends the queue, then ends.
+//!  bob's and carol's sockets
 //! ```
 //!
-//! One writer at a time per socket, guarded by its outbox: a frame goes out
-//! at once with a non-blocking send, or waits in the outbox for a write
-//! pump thread when the socket is full. Nothing touches a socket under the
-//! hub's lock.
+//! A private message takes the same path, to the connections of its sender
+//! and recipient (or into the recipient's inbox in the store). With several
+//! servers, the hub also hands the message to its [`hub::EventSink`]; the
+//! `cluster-pub` thread publishes it on Redis, and every other server's
+//! `cluster-sub` thread gives it to its own hub (`Hub::relay_room`), which
+//! delivers it the same way.
+//!
+//! # Locks
+//!
+//! Every mutex and condition variable, what it guards, and who takes it.
+//! No lock is held across socket I/O, nor across Redis I/O except the two
+//! marked (which exist to order Redis I/O and are never taken under another
+//! lock). A lock may be taken while holding one *above* it in this table,
+//! never one below: that order is what rules out deadlocks.
+//!
+//! | # | lock | guards | taken by |
+//! |---|------|--------|----------|
+//! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that an inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch; `take_inbox` (a joining read pump), holding no other lock |
+//! | 2 | `hub::Hub::room` (the hub lock) | the registry, who is online here and elsewhere, the room history | read pumps (join, leave, say), `fan-out` (dropping slow clients), `cluster-sub`, `cluster-pub` (presence), the HTTP threads (`409` check, counts) |
+//! | 3 | `fanout::FanOut::queue` + condvar `ready` | deliveries decided, not yet sent | the hub (under 2) appends; `fan-out` takes the whole queue |
+//! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
+//! | 3 | `store::memory::MemoryStore::inner` | sessions, users, inboxes | the hub (under 2) for inbox writes; HTTP threads for sessions |
+//! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |
+//! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
+//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions and users known here; idle read connections | any thread using the Redis store, briefly, one at a time |
+//!
+//! Locks on the same row level are never held together. Each module's own
+//! doc says what it does under its locks.
 
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod outbox;

@@ -10,6 +10,10 @@ fn main() -> ExitCode {
             println!("{}", lanchat::config::USAGE);
             return ExitCode::SUCCESS;
         }
+        Err(lanchat::config::ArgsError::Version) => {
+            println!("{}", lanchat::config::VERSION);
+            return ExitCode::SUCCESS;
+        }
         Err(lanchat::config::ArgsError::Bad(reason)) => {
             eprintln!("lanchat: {reason}\n\n{}", lanchat::config::USAGE);
             return ExitCode::from(2);

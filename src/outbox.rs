@@ -1,36 +1,34 @@
 //! How bytes reach a client's socket: its outbox.
 //!
 //! Every frame for a connection goes through its [`Outbox`], whoever sends
-//! it: the hub's fan-out thread (room messages, notices), the connection's
-//! own read pump (errors, pongs, close replies). The outbox's mutex makes
-//! exactly one thread at a time write the socket, so frames never interleave.
+//! it: the fan-out thread (room messages, notices), the connection's own
+//! read pump (errors, pongs, close replies). Concurrency rule: the outbox's
+//! mutex makes exactly one thread at a time write the socket, so frames
+//! never interleave; it is never held while waiting for anything else.
 //!
 //! While nothing is queued, [`Outbox::push`] writes the frames right away with
-//! a non-blocking `sendmsg`, straight from the shared encoded bytes: no copy,
-//! no thread to wake, no context switch. Only what the socket cannot take
-//! now (the client is slow, or its TCP window is full) is queued, and a
+//! a non-blocking vectored send, straight from the shared encoded bytes: no
+//! copy, no thread to wake, no context switch. Only what the socket cannot
+//! take now (the client is slow, or its TCP window is full) is queued, and a
 //! *write pump* thread is started to send the queue with blocking writes; it
 //! ends as soon as it has caught up. So an idle or keeping-up connection
-//! costs one thread (its read pump), and a slow one two.
-//!
-//! Why not a writer thread per connection, always there? Measured with
-//! `make bench`: waking a writer per recipient per message (futex, context
-//! switch) was most of the cost of a broadcast, and two threads per
-//! connection hit the kernel's limit on memory mappings near 8,000
-//! connections (`vm.max_map_count`, 4 mappings per thread).
+//! costs one thread (its read pump), and a slow one two. (Why not a writer
+//! thread per connection: `docs/DESIGN.md`.)
 //!
 //! A client with more than [`OUTBOX_LEN`] frames waiting has stopped reading:
 //! `push` says [`Full`] and the hub drops it. A pump whose write blocks for
-//! [`WRITE_WAIT`] gives up on a stalled peer and shuts the socket.
+//! [`WRITE_WAIT`] gives up on a stalled peer and shuts the socket. Once a
+//! close frame has gone in, the outbox takes nothing more (RFC 6455: nothing
+//! may follow the close frame).
 
 use crate::protocol::Encoded;
 use log::debug;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Frames that may wait for one client. More than this waiting means the
 /// client has stopped reading: it is dropped, and nobody waits for it.
@@ -40,7 +38,7 @@ pub const OUTBOX_LEN: usize = 1024;
 pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// Stack of a write pump, which only moves bytes from a queue to a socket.
 pub const PUMP_STACK_BYTES: usize = 64 * 1024;
-/// Most frames sent in one `sendmsg`/`writev` (the system allows 1,024 slices).
+/// Most frames sent in one vectored send (the system allows 1,024 slices).
 const BATCH_FRAMES: usize = 256;
 
 /// A connection's outbox. Cloning it is cheap (one `Arc`).
@@ -50,6 +48,9 @@ pub struct Outbox {
 }
 
 struct Shared {
+    /// The connection's identity, the same everywhere (the hub's registry,
+    /// the fan-out's batches, the logs).
+    id: Uuid,
     socket: Arc<TcpStream>,
     state: Mutex<State>,
 }
@@ -66,6 +67,8 @@ struct State {
     held: bool,
     /// The connection is over: take nothing more; half-close once drained.
     closed: bool,
+    /// A close frame went in: take nothing more (but send what is queued).
+    sealed: bool,
 }
 
 /// The outbox holds [`OUTBOX_LEN`] frames already: its client is not reading.
@@ -84,27 +87,35 @@ impl Outbox {
     /// An outbox for `socket`, held: nothing is sent before [`Outbox::release`]
     /// (the hub queues the first frames of a joining connection under its
     /// lock, where no socket I/O may happen).
-    pub fn new_held(socket: Arc<TcpStream>) -> Outbox {
+    pub fn new_held(id: Uuid, socket: Arc<TcpStream>) -> Outbox {
         let state = Mutex::new(State {
             held: true,
             ..State::default()
         });
         Outbox {
-            shared: Arc::new(Shared { socket, state }),
+            shared: Arc::new(Shared { id, socket, state }),
         }
     }
 
     /// Sends `frames` now if the socket takes them, else queues the rest.
-    /// Never blocks on the socket. A closed outbox silently takes nothing.
+    /// Never blocks on the socket. A closed or sealed outbox silently takes
+    /// nothing; frames after a close frame are dropped.
     pub fn push(&self, frames: &[Encoded]) -> Result<(), Full> {
         let mut state = crate::lock(&self.shared.state);
         self.send_or_queue(&mut state, frames)
     }
 
     fn send_or_queue(&self, state: &mut State, frames: &[Encoded]) -> Result<(), Full> {
-        if state.closed {
+        if state.closed || state.sealed {
             return Ok(());
         }
+        let frames = match frames.iter().position(Encoded::is_close) {
+            Some(close) => {
+                state.sealed = true;
+                &frames[..=close]
+            }
+            None => frames,
+        };
         let mut rest = frames;
         if state.queue.is_empty() && !state.pumping && !state.held {
             match send_now(&self.shared.socket, frames) {
@@ -133,9 +144,10 @@ impl Outbox {
     /// Queues frames without sending: for the hub, under its lock, while
     /// the outbox is held.
     pub fn queue_held(&self, frames: &[Encoded]) {
-        crate::lock(&self.shared.state)
-            .queue
-            .extend(frames.iter().cloned());
+        let mut state = crate::lock(&self.shared.state);
+        if !state.sealed {
+            state.queue.extend(frames.iter().cloned());
+        }
     }
 
     /// Ends the hold: sends what was queued meanwhile, at once if the socket
@@ -199,44 +211,37 @@ impl Outbox {
         let _ = self.shared.socket.shutdown(Shutdown::Read);
     }
 
-    /// Tells connections apart: equal for handles of one outbox.
-    pub fn id(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
+    /// The connection's identity (its uuid).
+    pub fn id(&self) -> Uuid {
+        self.shared.id
     }
 }
 
-/// One non-blocking `sendmsg` of as many frames as fit; returns the bytes
-/// sent (0 if the socket is full).
+/// One non-blocking vectored send of as many frames as fit; returns the
+/// bytes sent (0 if the socket is full).
+///
+/// `MSG_DONTWAIT` makes this one call non-blocking while the socket stays
+/// blocking for the read pump that reads it on another thread (a socket-wide
+/// `set_nonblocking` would wake that reader with `WouldBlock`). No
+/// `MSG_NOSIGNAL` (it is Linux-only): Rust programs ignore SIGPIPE, so a
+/// closed peer is just `EPIPE`.
 fn send_now(socket: &TcpStream, frames: &[Encoded]) -> io::Result<usize> {
-    let slices: Vec<libc::iovec> = frames
+    let slices: Vec<IoSlice> = frames
         .iter()
         .take(BATCH_FRAMES)
-        .map(|f| libc::iovec {
-            iov_base: f.bytes().as_ptr() as *mut libc::c_void,
-            iov_len: f.bytes().len(),
-        })
+        .map(|frame| IoSlice::new(frame.bytes()))
         .collect();
-    // SAFETY: the iovecs point into `frames`, alive for the call; a zeroed
-    // msghdr is valid (no address, no control data). No MSG_NOSIGNAL (it is
-    // Linux-only): Rust programs ignore SIGPIPE, so a closed peer is EPIPE.
-    let sent = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = slices.as_ptr() as *mut libc::iovec;
-        message.msg_iovlen = slices.len() as _;
-        libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_DONTWAIT)
-    };
-    if sent >= 0 {
-        return Ok(sent as usize);
-    }
-    match io::Error::last_os_error() {
-        e if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ) =>
+    match socket2::SockRef::from(socket).send_vectored_with_flags(&slices, libc::MSG_DONTWAIT) {
+        Ok(sent) => Ok(sent),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
         {
             Ok(0)
         }
-        e => Err(e),
+        Err(e) => Err(e),
     }
 }
 
@@ -327,7 +332,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
-        let outbox = Outbox::new_held(Arc::new(socket));
+        let outbox = Outbox::new_held(Uuid::new_v4(), Arc::new(socket));
         outbox.queue_held(&[frame(b"1")]);
         outbox.push(&[frame(b"2")]).unwrap();
         outbox.release();
@@ -337,9 +342,34 @@ mod tests {
         assert_eq!(&got, b"1234");
 
         // Nobody reads now: the socket fills, then the queue.
-        let big = frame(&vec![b'x'; 64 * 1024]);
+        // (Not a real frame: its first byte only must not read as a close.)
+        let big = frame(&vec![b'y'; 64 * 1024]);
         let full = (0..10 * OUTBOX_LEN).any(|_| outbox.push(std::slice::from_ref(&big)).is_err());
         assert!(full, "the outbox filled up");
         outbox.kick();
+    }
+
+    /// Nothing follows a close frame: not later pushes, not the frames
+    /// after it in the same push.
+    #[test]
+    fn a_close_frame_seals_the_outbox() {
+        use crate::protocol::{ServerFrame, encode, encode_close};
+        use std::io::Read;
+        use tungstenite::protocol::frame::coding::CloseCode;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let outbox = Outbox::new_held(Uuid::new_v4(), Arc::new(socket));
+        outbox.release();
+        let leave = encode(&ServerFrame::Leave { name: "a", ts: 1 });
+        let bye = encode_close(CloseCode::Away, "bye");
+        outbox
+            .push(&[leave.clone(), bye.clone(), leave.clone()])
+            .unwrap();
+        outbox.push(std::slice::from_ref(&leave)).unwrap();
+        outbox.close();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [leave.bytes(), bye.bytes()].concat());
     }
 }

@@ -1,4 +1,8 @@
-//! The JSON frames of the wire contract (`PROTOCOL.md`), in and out.
+//! The JSON frames of the wire contract (`docs/PROTOCOL.md`), in and out,
+//! and the events servers sharing one Redis tell each other.
+//!
+//! Plain data and pure functions: no locks, no I/O. Every other module may
+//! use these types; this one uses none of them.
 //!
 //! Incoming: [`parse_client_frame`] turns a client's text frame into a
 //! [`ClientFrame`] or a [`ClientError`]; it never panics, whatever the bytes.
@@ -73,6 +77,28 @@ pub enum ServerFrame<'a> {
     Private(&'a PrivateMessage),
 }
 
+/// What one server tells the others (on the Redis channel `lanchat:events`,
+/// see `cluster.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    Room {
+        message: RoomMessage,
+    },
+    /// `inboxed`: the sending server kept it in the recipient's inbox
+    /// (the recipient was offline everywhere, as far as it knew).
+    Private {
+        message: PrivateMessage,
+        inboxed: bool,
+    },
+    /// The sessions `name` has connections of on the sending server (none:
+    /// it has left that server).
+    Presence {
+        name: String,
+        sessions: Vec<String>,
+    },
+}
+
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
 #[derive(Debug, Clone)]
 pub struct Encoded(pub Arc<[u8]>);
@@ -80,6 +106,11 @@ pub struct Encoded(pub Arc<[u8]>);
 impl Encoded {
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Whether this is a close frame (opcode 8): nothing may follow it.
+    pub fn is_close(&self) -> bool {
+        self.0.first().is_some_and(|b| b & 0x0f == 0x8)
     }
 }
 

@@ -3,28 +3,38 @@
 //! [`run`] binds the address, prints `listening on http://HOST:PORT`, then
 //! accepts forever. Each accepted socket gets its own thread (named
 //! `conn-N`, with a small stack), which reads one HTTP request and answers
-//! it; a `GET /ws` that passes the checks becomes a WebSocket and the thread
-//! goes on as that connection's read pump (see `connection.rs`).
+//! it; a `GET /ws` goes to `connection.rs`, where the thread becomes that
+//! WebSocket's read pump.
 //!
-//! Routes (the contract, `PROTOCOL.md`, is the reference):
+//! Concurrency rule: the accepting thread never waits on a client (a refusal
+//! is one non-blocking write); everything a connection thread shares is in
+//! [`Shared`], read-only but for atomics and the hub.
+//!
+//! Routes (the reference is `docs/PROTOCOL.md`):
 //!
 //! | request          | handler |
 //! |------------------|---------|
 //! | `GET /`          | the chat page, or `303 /login?next=/` |
-//! | `GET /login`     | the login form |
+//! | `GET /login`     | the login form (`/login.html`: `303 /login`) |
 //! | `POST /login`    | [`login`]: `303` + cookies, `400` bad name, `409` name in use |
-//! | `POST /logout`   | end the session, expire the cookies |
-//! | `GET /ws`        | [`upgrade`]: `403` foreign Origin, `401` no session, else `101` |
-//! | `GET /healthz`   | JSON counts |
-//! | `GET /<file>`    | a file of the page |
+//! | `POST /logout`   | end the session, close its WebSockets, expire the cookies, `303 /login` |
+//! | `GET /ws`        | `connection::upgrade`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
+//! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |
+//! | `GET /<file>`    | a file of the page, else `404` |
+//! | other methods    | `405` on a known path, else `404` |
+//!
+//! Before any route: a head over `http::MAX_HEAD` gets `431`, a body over
+//! `http::MAX_BODY` `413`, a malformed request `400`, and beyond
+//! `--max-connections` the accepting thread answers `503`.
 
 use crate::cluster::{self, Publisher};
 use crate::config::Config;
 use crate::connection::{self, Settings};
 use crate::http::{self, ReadError, Request, Response};
-use crate::hub::Hub;
+use crate::hub::{EventSink, Hub};
 use crate::page::Page;
-use crate::session::{self, SESSION_COOKIE, Session};
+use crate::session::{self, SESSION_COOKIE};
+use crate::store::Session;
 use crate::store::{MemoryStore, RedisStore, Store};
 use log::{debug, error, info, warn};
 use std::io::Write;
@@ -72,7 +82,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
     info!("store: {}", store.kind());
-    let hub = Arc::new(Hub::new(store, cluster.clone()));
+    let events = cluster
+        .clone()
+        .map(|publisher| Arc::new(publisher) as Arc<dyn EventSink>);
+    let hub = Arc::new(Hub::new(store, events));
     hub.start_fan_out().map_err(|e| e.to_string())?;
     if let (Some(url), Some(publisher)) = (&config.redis, &cluster) {
         cluster::start(url, hub.clone(), publisher.clone())?;
@@ -154,30 +167,12 @@ fn shut_down(shared: &Shared) {
 }
 
 /// Every connection is a file descriptor, and a common default soft limit
-/// (1,024) would cap lanchat far below `--max-connections`: raise it to the
-/// hard limit, which needs no privilege.
+/// (1,024 on Linux, 256 on macOS) would cap lanchat far below
+/// `--max-connections`: raise it as far as allowed without privilege.
 fn raise_open_files_limit() {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain system calls with a valid pointer to a local struct.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-                && limit.rlim_cur < limit.rlim_max
-            {
-                let wanted = libc::rlimit {
-                    rlim_cur: limit.rlim_max,
-                    rlim_max: limit.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                    limit = wanted;
-                }
-            }
-        }
-        debug!("open files limit: {}", limit.rlim_cur);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => debug!("open files limit: {limit}"),
+        Err(e) => warn!("cannot raise the open files limit: {e}"),
     }
 }
 
@@ -256,7 +251,7 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
     };
     debug!("{peer} {} {}", request.method, request.path);
     if request.path == "/ws" && request.method == "GET" {
-        return upgrade(socket, request, rest, shared);
+        return connection::upgrade(socket, request, rest, &shared.hub, shared.settings);
     }
     let response = route(&request, shared);
     let _ = response.write_to(&mut socket, request.method == "HEAD");
@@ -319,7 +314,7 @@ fn login(request: &Request, shared: &Shared) -> Response {
     let next = session::safe_next(next.as_deref());
     let name = match session::validate_name(&raw_name) {
         Ok(name) => name,
-        Err(reason) => return login_form(shared, 400, raw_name.trim(), next, reason),
+        Err(reason) => return login_form(shared, 400, raw_name.trim(), next, &reason),
     };
     // The browser's current session keeps its id if it already holds this name.
     let current = session::cookie(request, SESSION_COOKIE)
@@ -351,123 +346,4 @@ fn logout(request: &Request, shared: &Shared) -> Response {
     Response::redirect("/login")
         .with_header("Set-Cookie", user_cookie)
         .with_header("Set-Cookie", session_cookie)
-}
-
-/// `GET /ws`: check, answer `101`, and run the connection on this thread.
-/// The handshake is done here rather than by `tungstenite::accept` so that
-/// one HTTP parser serves every route and the checks answer in plain HTTP.
-fn upgrade(mut socket: TcpStream, request: Request, rest: Vec<u8>, shared: &Shared) {
-    let refusal = if !same_origin(&request) {
-        Some(Response::text(403, "cross-origin WebSocket refused"))
-    } else if !is_websocket_handshake(&request) {
-        Some(
-            Response::text(426, "this is a WebSocket endpoint")
-                .with_header("Sec-WebSocket-Version", "13"),
-        )
-    } else {
-        None
-    };
-    let session = session::authenticate(&request, shared.hub.store());
-    let (key, session) = match (refusal, session, request.header("sec-websocket-key")) {
-        (Some(response), _, _) => return refuse(socket, response),
-        (None, None, _) => return refuse(socket, Response::text(401, "log in first")),
-        (None, Some(session), Some(key)) => (key, session),
-        (None, Some(_), None) => unreachable!("checked by is_websocket_handshake"),
-    };
-    let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    if socket.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    if let Err(e) = connection::run(socket, rest, session, &shared.hub, shared.settings) {
-        warn!("cannot start a WebSocket connection: {e}");
-    }
-}
-
-fn refuse(mut socket: TcpStream, response: Response) {
-    let _ = response.write_to(&mut socket, false);
-    http::close_gracefully(&socket);
-}
-
-fn is_websocket_handshake(request: &Request) -> bool {
-    let has_token = |header: &str, token: &str| {
-        request
-            .header(header)
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    has_token("upgrade", "websocket")
-        && has_token("connection", "upgrade")
-        && request.header("sec-websocket-version").map(str::trim) == Some("13")
-        && request
-            .header("sec-websocket-key")
-            .is_some_and(|k| !k.trim().is_empty())
-}
-
-/// Cross-site WebSocket hijacking defence: a browser always sends `Origin`,
-/// and a page from another site must not use our cookies to connect. Tools
-/// that send no `Origin` (websocat, scripts) are let through.
-pub fn same_origin(request: &Request) -> bool {
-    let Some(origin) = request.header("origin") else {
-        return true;
-    };
-    let Some((scheme, authority)) = origin.trim().split_once("://") else {
-        return false;
-    };
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return false,
-    };
-    let Some(host) = request.header("host") else {
-        return false;
-    };
-    host_port(authority, default_port)
-        .is_some_and(|o| Some(o) == host_port(host.trim(), default_port))
-}
-
-/// `host[:port]` (or `[v6]:port`) lowercased, with the default port filled in.
-fn host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let authority = authority.to_ascii_lowercase();
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => {
-            (&authority[..i], authority[i + 1..].parse().ok()?)
-        }
-        _ => (authority.as_str(), default_port),
-    };
-    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(headers: &[(&str, &str)]) -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/ws".into(),
-            query: None,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: vec![],
-        }
-    }
-
-    #[test]
-    fn origin_must_match_host() {
-        let ok =
-            |origin: &str, host: &str| same_origin(&request(&[("Origin", origin), ("Host", host)]));
-        assert!(ok("http://127.0.0.1:8000", "127.0.0.1:8000"));
-        assert!(ok("http://LanChat.local", "lanchat.local:80"));
-        assert!(ok("https://[::1]:9000", "[::1]:9000"));
-        assert!(ok("https://example.org", "example.org"));
-        assert!(!ok("http://evil.example:8000", "127.0.0.1:8000"));
-        assert!(!ok("http://127.0.0.1:8001", "127.0.0.1:8000"));
-        assert!(!ok("https://example.org", "example.org:80"));
-        assert!(!ok("null", "127.0.0.1:8000"));
-        assert!(same_origin(&request(&[("Host", "x")])));
-    }
 }

@@ -10,36 +10,28 @@
 //! alone logs nobody in, and neither does a stale session with another name.
 
 use crate::http::Request;
-use crate::store::Store;
+use crate::store::{SESSION_TTL, Session, Store};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use std::time::Duration;
 
 pub const USER_COOKIE: &str = "lanchat_user";
 pub const SESSION_COOKIE: &str = "lanchat_session";
-/// How long a session (and both cookies) last: 30 days.
-pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Longest nickname, in Unicode code points (after trimming).
 pub const MAX_NAME_CHARS: usize = 32;
 
-/// A logged-in user: the session id (the credential) and the name it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub id: String,
-    pub name: String,
-}
-
-/// Trims a proposed nickname and checks it: 1 to 32 code points, no control
-/// characters. The error is the reason shown to the user.
-pub fn validate_name(raw: &str) -> Result<String, &'static str> {
+/// Trims a proposed nickname and checks it: 1 to [`MAX_NAME_CHARS`] code
+/// points, no control characters. The error is the reason shown to the user.
+pub fn validate_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     let chars = name.chars().count();
     if chars == 0 {
-        Err("Please choose a name.")
+        Err("Please choose a name.".into())
     } else if chars > MAX_NAME_CHARS {
-        Err("That name is too long: at most 32 characters.")
+        Err(format!(
+            "That name is too long: at most {MAX_NAME_CHARS} characters."
+        ))
     } else if name.chars().any(char::is_control) {
-        Err("A name cannot contain control characters.")
+        Err("A name cannot contain control characters.".into())
     } else {
         Ok(name.to_string())
     }

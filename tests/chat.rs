@@ -40,6 +40,31 @@ fn who_may_open_a_websocket() {
     assert!(Client::connect_with(&server, Some(&cookie), &[]).is_ok());
 }
 
+/// RFC 6455: a `Sec-WebSocket-Key` that is not the base64 of 16 bytes gets
+/// `400`, with or without a session; a good key is upgraded.
+#[test]
+fn a_bad_websocket_key_is_400() {
+    let server = Server::start(&[]);
+    let cookie = login(&server, "alice");
+    let upgrade = |key: &str| {
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nCookie: {cookie}\r\n\r\n",
+            server.addr
+        );
+        raw_http(&server, request.as_bytes()).status
+    };
+    for bad in [
+        "x",
+        "dGhlIHNhbXBsZQ==",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "!!!!!!!!!!!!!!!!!!!!!!==",
+    ] {
+        assert_eq!(upgrade(bad), 400, "{bad}");
+    }
+    assert_eq!(upgrade("dGhlIHNhbXBsZSBub25jZQ=="), 101);
+}
+
 /// On connect: welcome (everyone online, sorted, newcomer included), then
 /// history, then offline, in that order.
 #[test]

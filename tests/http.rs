@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::process::Command;
 
-/// Bad flags exit 2 with the usage; `--help` exits 0.
+/// Bad flags exit 2 with the usage; `--help` and `--version` exit 0.
 #[test]
 fn bad_flags_exit_2_with_usage() {
     for args in [
@@ -31,6 +31,16 @@ fn bad_flags_exit_2_with_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--max-connections"));
+    let out = Command::new(env!("CARGO_BIN_EXE_lanchat"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        version.trim(),
+        concat!("lanchat ", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 /// `--port 0` prints the real port, and the server answers on it.

@@ -74,12 +74,13 @@ fn protocol_violations_close_with_1002() {
 }
 
 /// Idle but alive connections are pinged and stay; a peer that never
-/// answers is closed within 2 to 3 heartbeats.
+/// answers is closed within 2 to 3 heartbeats, with a close frame (1001)
+/// before the end, for a peer that can still read it.
 #[test]
 fn heartbeat_pings_the_idle_and_reaps_the_silent() {
     let server = Server::start(&["--heartbeat", "0.2"]);
     let (mut alive, _) = Client::join(&server, "alive");
-    let (_silent, _) = Client::join(&server, "silent"); // never reads, so never pongs
+    let (mut silent, _) = Client::join(&server, "silent"); // never reads, so never pongs
     let joined = Instant::now();
 
     // The alive client answers pings by reading; it sees at least four.
@@ -98,6 +99,11 @@ fn heartbeat_pings_the_idle_and_reaps_the_silent() {
     );
     alive.say("still here");
     assert_eq!(alive.recv_type("message")["text"], "still here");
+    assert_eq!(
+        silent.expect_close(),
+        CloseCode::Away,
+        "a close, not a bare FIN"
+    );
 }
 
 /// A client that stops reading while others chat: the others receive every

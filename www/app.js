@@ -1,7 +1,7 @@
 /*
  * lanchat chat page: one WebSocket, a timeline, the list of who is online,
  * and a message box. No framework, no build step; the wire format is the
- * one in PROTOCOL.md (frames welcome, history, offline, join, leave,
+ * one in docs/PROTOCOL.md (frames welcome, history, offline, join, leave,
  * message, private, error).
  *
  * The file reads top to bottom:
@@ -93,6 +93,8 @@ function connect() {
   const ws = new WebSocket(`${scheme}//${location.host}/ws`);
   let opened = false;
   socket = ws;
+  // For the browser console: `ws.send("hi")` says hi to the room.
+  window.ws = ws;
 
   ws.onopen = () => {
     opened = true;

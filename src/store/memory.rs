@@ -6,8 +6,8 @@
 //! `load_history` starts the hub empty.
 
 use super::{INBOX_LEN, Store};
+use super::{SESSION_TTL, Session};
 use crate::protocol::{PrivateMessage, RoomMessage};
-use crate::session::{SESSION_TTL, Session};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;

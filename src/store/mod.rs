@@ -1,12 +1,13 @@
 //! What outlives a connection: sessions, known users, offline inboxes and the
 //! room history, behind one small [`Store`] trait with two implementations:
 //! [`MemoryStore`] (the default; gone when the process exits) and, with
-//! `--redis URL`, a Redis store with the key layout of `PROTOCOL.md`.
+//! `--redis URL`, a Redis store with the key layout of `docs/PROTOCOL.md`.
 //!
 //! Concurrency rule: the hub calls [`Store::append_history`] and
 //! [`Store::push_inbox`] while holding its lock (so history order is the
 //! order everyone saw), so those two must never block on I/O. Everything
-//! else may do I/O and is only called with no lock held.
+//! else may do I/O and is only called with no lock held. (The locks of each
+//! store are in the lock table of `src/lib.rs`.)
 
 mod memory;
 mod redis;
@@ -15,7 +16,17 @@ pub use memory::MemoryStore;
 pub use redis::{RedisStore, open_redis};
 
 use crate::protocol::{PrivateMessage, RoomMessage};
-use crate::session::Session;
+use std::time::Duration;
+
+/// How long a session (and both cookies) last: 30 days.
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// A logged-in user: the session id (the credential) and the name it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub name: String,
+}
 
 /// Room messages kept and replayed on join.
 pub const HISTORY_LEN: usize = 100;

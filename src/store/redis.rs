@@ -1,4 +1,4 @@
-//! The Redis store: the key layout of `PROTOCOL.md`, and a chat that keeps
+//! The Redis store: the key layout of `docs/PROTOCOL.md`, and a chat that keeps
 //! going when Redis does not.
 //!
 //! | key                      | type   | holds |
@@ -34,9 +34,9 @@
 //! is taken by exactly one connection.
 
 use super::{HISTORY_LEN, INBOX_LEN, Store};
+use super::{SESSION_TTL, Session};
 use crate::lock;
 use crate::protocol::{PrivateMessage, RoomMessage};
-use crate::session::{SESSION_TTL, Session};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};

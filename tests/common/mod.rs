@@ -333,6 +333,19 @@ impl Client {
         while self.ws.read().is_ok() {}
     }
 
+    /// After the server's close frame: the connection ends with nothing
+    /// more (a frame after the close is `ReceivedAfterClosing`).
+    pub fn expect_clean_end(&mut self) {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(frame) => panic!("received {frame:?} after the close frame"),
+                Err(tungstenite::Error::Protocol(e)) => panic!("after the close frame: {e}"),
+                Err(_) => return, // closed, or reset: the end
+            }
+        }
+    }
+
     /// Reads until the server closes; returns the close code it sent.
     pub fn expect_close(&mut self) -> CloseCode {
         loop {

@@ -1,0 +1,116 @@
+//! The fan-out thread: sends what the hub decided, outside the hub's lock.
+//!
+//! The hub decides under its lock who gets which frame: each decision is a
+//! [`Delivery`] (one encoded frame, shared, and the outboxes it goes to). It
+//! appends its deliveries to the [`FanOut`] queue *while still holding the
+//! hub lock*, so the queue is in the order the hub decided. One thread,
+//! `fan-out`, takes the whole queue at once and sends it, in that order.
+//!
+//! Concurrency rule: the queue's mutex is held only to append or to take
+//! the queue; sending happens after it is released, with no lock held but
+//! each outbox's own (see `outbox.rs`).
+//!
+//! Under load the thread finds many deliveries waiting and gives each
+//! connection all of its frames in one push (one `sendmsg`): the busier the
+//! room, the bigger the batches, and there is still one wake-up per batch,
+//! not one per recipient. A connection whose outbox overflows is reported
+//! back to the hub (which drops it): a client that stopped reading never
+//! slows anyone else.
+
+use crate::outbox::Outbox;
+use crate::protocol::Encoded;
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use uuid::Uuid;
+
+/// One frame and the connections it goes to.
+pub struct Delivery {
+    pub frame: Encoded,
+    pub to: Vec<Outbox>,
+}
+
+/// The queue between the hub and the fan-out thread.
+#[derive(Default)]
+pub struct FanOut {
+    /// Deliveries decided under the hub lock, in its order.
+    queue: Mutex<Vec<Delivery>>,
+    /// Wakes the fan-out thread when the queue stops being empty.
+    ready: Condvar,
+}
+
+impl FanOut {
+    /// Appends deliveries; called under the hub lock, never blocks for long.
+    pub fn queue(&self, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        crate::lock(&self.queue).extend(deliveries);
+        self.ready.notify_one();
+    }
+
+    /// Starts the `fan-out` thread. `drop_slow` gets the outboxes that
+    /// overflowed in a batch (the hub drops their connections).
+    pub fn start(
+        self: &std::sync::Arc<Self>,
+        drop_slow: impl Fn(Vec<Outbox>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let fan_out = self.clone();
+        std::thread::Builder::new()
+            .name("fan-out".into())
+            .spawn(move || fan_out.run(drop_slow))
+            .map(drop)
+    }
+
+    fn run(&self, drop_slow: impl Fn(Vec<Outbox>)) {
+        loop {
+            let batch = {
+                let queue = crate::lock(&self.queue);
+                let mut queue = self
+                    .ready
+                    .wait_while(queue, |q| q.is_empty())
+                    .unwrap_or_else(|p| p.into_inner());
+                std::mem::take(&mut *queue)
+            };
+            // One thread sends for everyone: a bug hit while sending one
+            // batch must not silence the chat. (Outboxes stay consistent:
+            // each push holds its own lock.)
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(batch))) {
+                Ok(slow) if !slow.is_empty() => drop_slow(slow),
+                Ok(_) => {}
+                Err(_) => log::error!("fan-out: a batch of deliveries was lost to a panic"),
+            }
+        }
+    }
+}
+
+/// Sends a batch of deliveries: each connection gets all of its frames, in
+/// order, in one push. Returns the outboxes that overflowed.
+fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
+    let mut slow = Vec::new();
+    if let [delivery] = &batch[..] {
+        // The common case when the room is quiet: one frame, shared by all.
+        for outbox in &delivery.to {
+            if outbox.push(std::slice::from_ref(&delivery.frame)).is_err() {
+                slow.push(outbox.clone());
+            }
+        }
+        return slow;
+    }
+    let mut frames: Vec<(Outbox, Vec<Encoded>)> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for delivery in batch {
+        for outbox in delivery.to {
+            let i = *index.entry(outbox.id()).or_insert_with(|| {
+                frames.push((outbox.clone(), Vec::new()));
+                frames.len() - 1
+            });
+            frames[i].1.push(delivery.frame.clone());
+        }
+    }
+    for (outbox, frames) in frames {
+        if outbox.push(&frames).is_err() {
+            slow.push(outbox);
+        }
+    }
+    slow
+}
