@@ -503,3 +503,176 @@ impl Room {
         Some(client)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hub's tricky rules, in process: a store double that can stop a
+    //! thread inside the store makes each race happen on purpose.
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc::{Receiver, Sender, channel};
+    use std::time::Duration;
+
+    /// A memory store whose `take_inbox` can be paused: after taking, it
+    /// says so on `took` and waits for `go`.
+    struct PausingStore {
+        inner: MemoryStore,
+        pause: Mutex<Option<(Sender<()>, Receiver<()>)>>,
+    }
+
+    impl Store for PausingStore {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn load_history(&self) -> Vec<RoomMessage> {
+            Vec::new()
+        }
+        fn append_history(&self, message: &RoomMessage) {
+            self.inner.append_history(message)
+        }
+        fn push_inbox(&self, message: &PrivateMessage) {
+            self.inner.push_inbox(message)
+        }
+        fn take_inbox(&self, name: &str) -> Vec<PrivateMessage> {
+            let taken = self.inner.take_inbox(name);
+            if let Some((took, go)) = crate::lock(&self.pause).take() {
+                took.send(()).unwrap();
+                go.recv().unwrap();
+            }
+            taken
+        }
+        fn create_session(&self, session: &Session) {
+            self.inner.create_session(session)
+        }
+        fn session_name(&self, id: &str) -> Option<String> {
+            self.inner.session_name(id)
+        }
+        fn end_session(&self, id: &str) {
+            self.inner.end_session(id)
+        }
+        fn add_user(&self, name: &str) {
+            self.inner.add_user(name)
+        }
+        fn is_known_user(&self, name: &str) -> bool {
+            self.inner.is_known_user(name)
+        }
+    }
+
+    /// A connection as the hub sees it (an outbox on a real loopback
+    /// socket) and the client's end, to read what it was sent.
+    fn connection() -> (Outbox, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        (Outbox::new_held(Uuid::new_v4(), Arc::new(socket)), client)
+    }
+
+    /// The next frame's JSON (server frames are unmasked text frames).
+    fn next_frame(client: &mut TcpStream) -> serde_json::Value {
+        let mut head = [0u8; 2];
+        client.read_exact(&mut head).unwrap();
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                client.read_exact(&mut ext).unwrap();
+                u16::from_be_bytes(ext) as usize
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                client.read_exact(&mut ext).unwrap();
+                u64::from_be_bytes(ext) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        client.read_exact(&mut payload).unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    }
+
+    fn session(name: &str) -> Session {
+        Session {
+            id: format!("{name}-session"),
+            name: name.into(),
+        }
+    }
+
+    /// A private message that finds bob offline while his first connection
+    /// is between its inbox read and its registration is not lost: the
+    /// join reads the inbox again after registering, and bob gets it once.
+    #[test]
+    fn a_private_message_during_a_join_is_delivered_once() {
+        let (took, took_rx) = channel();
+        let (go_tx, go) = channel();
+        let store = Arc::new(PausingStore {
+            inner: MemoryStore::new(),
+            pause: Mutex::new(None),
+        });
+        store.add_user("bob");
+        let hub = Arc::new(Hub::new(store.clone(), None));
+        hub.start_fan_out().unwrap();
+        let (alice_outbox, mut alice) = connection();
+        hub.join(&session("alice"), alice_outbox.clone());
+        alice_outbox.release();
+        for kind in ["welcome", "history", "offline"] {
+            assert_eq!(next_frame(&mut alice)["type"], kind);
+        }
+
+        *crate::lock(&store.pause) = Some((took, go)); // pause bob's first inbox read
+        let (bob_outbox, mut bob) = connection();
+        let joining = {
+            let (hub, outbox) = (hub.clone(), bob_outbox.clone());
+            std::thread::spawn(move || hub.join(&session("bob"), outbox))
+        };
+        took_rx.recv().unwrap(); // bob's join has read his (empty) inbox ...
+        hub.whisper("alice", "bob", "psst".into()).unwrap(); // ... bob is offline: inboxed
+        go_tx.send(()).unwrap();
+        joining.join().unwrap();
+        bob_outbox.release();
+
+        assert_eq!(next_frame(&mut bob)["type"], "welcome");
+        assert_eq!(next_frame(&mut bob)["type"], "history");
+        assert_eq!(next_frame(&mut bob)["messages"], serde_json::json!([]));
+        assert_eq!(
+            next_frame(&mut bob)["text"],
+            "psst",
+            "read again after registering"
+        );
+        hub.whisper("alice", "bob", "second".into()).unwrap();
+        assert_eq!(next_frame(&mut bob)["text"], "second", "and psst only once");
+        assert!(hub.store().take_inbox("bob").is_empty());
+    }
+
+    /// Another server's presence: a snapshot read *before* an event does
+    /// not undo it (the newer event wins); a server missing from a later
+    /// snapshot has stopped, and its users leave.
+    #[test]
+    fn presence_snapshots_merge_with_newer_events() {
+        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
+        hub.start_fan_out().unwrap();
+        let (outbox, mut alice) = connection();
+        hub.join(&session("alice"), outbox.clone());
+        outbox.release();
+        for kind in ["welcome", "history", "offline"] {
+            assert_eq!(next_frame(&mut alice)["type"], kind);
+        }
+
+        let before_event = Instant::now();
+        hub.relay_presence("server-2", "carol", vec!["c1".into()]);
+        assert_eq!(next_frame(&mut alice)["type"], "join");
+        hub.sync_presence(HashMap::new(), before_event); // older than the event
+        assert!(hub.taken_by_other_session("carol", None), "carol stays");
+
+        hub.sync_presence(HashMap::new(), Instant::now()); // server-2 is gone
+        let leave = next_frame(&mut alice);
+        assert_eq!(
+            (leave["type"].as_str(), leave["name"].as_str()),
+            (Some("leave"), Some("carol"))
+        );
+        assert!(!hub.taken_by_other_session("carol", None));
+    }
+}
