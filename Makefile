@@ -49,7 +49,8 @@ soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture
 
 # Fan-out, latency, capacity and join time, against the same-run limit of
-# this machine (bench/README.md). About 5 minutes; results in target/bench/.
+# this machine (bench/README.md), memory store and Redis. About 7 minutes;
+# results in target/bench/.
 bench:
 	$(CARGO) build --release
 	$(CARGO) build --release --manifest-path bench/Cargo.toml

@@ -51,14 +51,16 @@ pub async fn login(addr: SocketAddr, name: &str) -> io::Result<String> {
     .map_err(|_| io::Error::other("login timed out"))?
 }
 
-/// Sends the upgrade request on `socket` (already connected).
+/// Sends the upgrade request for `path` (`/ws`, or `/ws?after=SEQ`) on
+/// `socket` (already connected).
 pub async fn send_upgrade(
     socket: &mut TcpStream,
     addr: SocketAddr,
+    path: &str,
     cookie: &str,
 ) -> io::Result<()> {
     let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
     );
     socket.write_all(request.as_bytes()).await
 }
@@ -229,6 +231,20 @@ pub fn stamp(payload: &[u8]) -> Option<Stamp> {
     Some(Stamp { sent_us, server })
 }
 
+/// The highest `"seq":N` in a server frame (a `history` frame holds one per
+/// message), or `None` when the frame has none (a server that does not send
+/// seqs yet). A `"` inside a message's text is escaped, so every match is a
+/// real field.
+pub fn max_seq(payload: &[u8]) -> Option<u64> {
+    const SEQ: &[u8] = b"\"seq\":";
+    memchr::memmem::find_iter(payload, SEQ)
+        .filter_map(|at| {
+            let (seq, digits) = number(&payload[at + SEQ.len()..]);
+            (digits > 0).then_some(seq)
+        })
+        .max()
+}
+
 /// The decimal number `bytes` start with, and how many digits it has.
 fn number(bytes: &[u8]) -> (u64, usize) {
     let mut value = 0u64;
@@ -248,7 +264,41 @@ fn number(bytes: &[u8]) -> (u64, usize) {
 pub async fn connect_ws(addr: SocketAddr, cookie: &str) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut socket = TcpStream::connect(addr).await?;
     socket.set_nodelay(true)?;
-    send_upgrade(&mut socket, addr, cookie).await?;
+    send_upgrade(&mut socket, addr, "/ws", cookie).await?;
     let rest = finish_upgrade(&mut socket).await?;
     Ok((socket, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_seq_of_a_history_frame() {
+        let history = br#"{"type":"history","messages":[{"type":"message","id":"a","seq":7,"from":"x","text":"\"seq\":99","ts":1},{"type":"message","id":"b","seq":12,"from":"x","text":"hi","ts":2}],"private":[],"gap":false}"#;
+        assert_eq!(max_seq(history), Some(12));
+        let old = br#"{"type":"history","messages":[{"type":"message","id":"a","from":"x","text":"hi","ts":1}]}"#;
+        assert_eq!(max_seq(old), None);
+    }
+
+    #[test]
+    fn stamp_with_and_without_seq() {
+        let with =
+            br#"{"type":"message","id":"a","seq":3,"from":"c1","text":"B12345@1 0 xx","ts":1}"#;
+        assert_eq!(
+            stamp(with),
+            Some(Stamp {
+                sent_us: 12345,
+                server: 1
+            })
+        );
+        let without = br#"{"type":"message","id":"a","from":"c1","text":"B42 0 xx","ts":1}"#;
+        assert_eq!(
+            stamp(without),
+            Some(Stamp {
+                sent_us: 42,
+                server: 0
+            })
+        );
+    }
 }

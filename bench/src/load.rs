@@ -558,11 +558,20 @@ pub fn senders_for(messages_per_s: f64, at_least: usize) -> usize {
     ((messages_per_s / MAX_RATE_PER_SENDER).ceil() as usize).max(at_least)
 }
 
-/// Join latency: from writing `GET /ws` to having the `history` frame.
+/// Join latency: from writing `GET /ws` (or `GET /ws?after=SEQ`) to having
+/// the `history` frame.
 #[derive(Debug, Clone, Serialize)]
 pub struct Joins {
     pub store: String,
     pub joins: usize,
+    /// `None`: plain joins (`GET /ws`). `Some(SEQ)`: joins with
+    /// `?after=SEQ`, SEQ the latest seq a joining client had seen (nothing
+    /// missed), or 0 when the server sent no seq.
+    pub after: Option<u64>,
+    /// Whether the server's `history` frames carried `"seq"` fields.
+    pub server_sends_seq: bool,
+    /// Room messages in the last `history` frame (with `after` = the latest
+    /// seq: 0 from a server that honours `after`).
     pub history_messages: usize,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -572,14 +581,18 @@ pub struct Joins {
 
 /// Fills the room history with `history` messages (from a few clients, under
 /// the rate limit), then measures `joins` joins one after another, each by a
-/// name logged in beforehand (the login is not timed), each closed after.
+/// name logged in beforehand (the login is not timed), each closed after;
+/// then `joins` more by the same names, each with `?after=` the latest seq
+/// seen in a `history` frame so far (0 if the server sends no seq): a client
+/// reconnecting that missed nothing. Returns the plain joins, then the
+/// joins with `after`.
 pub async fn join_latency(
     addr: SocketAddr,
     store: &str,
     history: usize,
     joins: usize,
     epoch: Instant,
-) -> io::Result<Joins> {
+) -> io::Result<(Joins, Joins)> {
     let stats = Stats::new(epoch);
     let talkers = 5;
     let clients = Clients::open(addr, talkers, 1, "h", stats, Duration::from_secs(20)).await?;
@@ -598,26 +611,47 @@ pub async fn join_latency(
     for i in 0..joins {
         cookies.push(client::login(addr, &format!("j{i}")).await?);
     }
-    let mut times = Vec::with_capacity(joins);
+    let mut latest = None;
+    let plain = timed_joins(addr, store, &cookies, None, &mut latest).await?;
+    let after = latest.unwrap_or(0);
+    let resumed = timed_joins(addr, store, &cookies, Some(after), &mut latest).await?;
+    Ok((plain, resumed))
+}
+
+/// One join after another, one per cookie, each timed from writing the
+/// upgrade to having the `history` frame, then closed. `latest` is raised to
+/// the highest seq seen in a `history` frame.
+async fn timed_joins(
+    addr: SocketAddr,
+    store: &str,
+    cookies: &[String],
+    after: Option<u64>,
+    latest: &mut Option<u64>,
+) -> io::Result<Joins> {
+    let path = match after {
+        Some(seq) => format!("/ws?after={seq}"),
+        None => "/ws".to_string(),
+    };
+    let mut times = Vec::with_capacity(cookies.len());
     let mut history_messages = 0;
-    for cookie in &cookies {
+    for cookie in cookies {
         let mut socket = tokio::net::TcpStream::connect(addr).await?;
         socket.set_nodelay(true)?;
         let t0 = Instant::now();
-        client::send_upgrade(&mut socket, addr, cookie).await?;
+        client::send_upgrade(&mut socket, addr, &path, cookie).await?;
         let rest = client::finish_upgrade(&mut socket).await?;
         let mut frames = FrameBuf::new(rest, 64 * 1024);
         let mut texts = 0;
-        let got = tokio::time::timeout(client::HTTP_TIMEOUT, async {
+        let (messages, seq) = tokio::time::timeout(client::HTTP_TIMEOUT, async {
             loop {
                 while let Some(frame) = frames.next() {
                     if frame.opcode == 0x1 {
                         texts += 1;
                         if texts == 2 {
                             let payload = frames.payload(&frame);
-                            return Ok(
-                                memchr::memmem::find_iter(payload, b"\"type\":\"message\"").count()
-                            );
+                            let messages =
+                                memchr::memmem::find_iter(payload, b"\"type\":\"message\"").count();
+                            return Ok((messages, client::max_seq(payload)));
                         }
                     }
                 }
@@ -629,14 +663,22 @@ pub async fn join_latency(
         .await
         .map_err(|_| io::Error::other("no history within 10 s"))??;
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
-        history_messages = got;
+        history_messages = messages;
+        if seq.is_some() {
+            *latest = (*latest).max(seq);
+        }
         drop(socket);
+    }
+    if times.is_empty() {
+        return Err(io::Error::other("no joins"));
     }
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
     Ok(Joins {
         store: store.to_string(),
-        joins,
+        joins: times.len(),
+        after,
+        server_sends_seq: latest.is_some(),
         history_messages,
         p50_ms: pct(0.5),
         p90_ms: pct(0.9),

@@ -9,14 +9,16 @@
 //! |---|---|---|
 //! | fixed load | latency at a chat's ordinary load | 1,000 clients, 10 senders × 2 msg/s (20,000 deliveries/s) for 10 s; every client's latency for every message (send stamp in the text), lost deliveries |
 //! | saturation | the most deliveries/s the server keeps with p99 ≤ 100 ms | the same 1,000 clients; load steps of rising rate (1 s warm-up, 3 s window, each sender ≤ 15 msg/s, more senders as needed); a step passes with p99 ≤ 100 ms, ≤ 0.1 % lost and no client dropped; stops at the first failure; the result is the highest delivered rate of a passing step |
+//! | fixed load and saturation with Redis | what storing in Redis costs | both of the above against lanchat `--redis` (a throwaway `redis-server` on the server core), next to the memory store's numbers, with the ratios (lanchat only) |
 //! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
-//! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; memory store and Redis |
+//! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; then 200 joins with `?after=` the latest seq (nothing missed); memory store and Redis |
 //! | cluster | deliveries and latency across servers | two lanchat servers on one Redis (both on the server core), 500 clients on each; 5 senders × 2 msg/s on each (20,000 deliveries/s) for 10 s; latency and lost split into "same server" and "across servers" (lanchat only) |
 //!
 //! Output: a markdown table on stdout, `results.json` and `latency.svg` in
 //! the output folder (default `target/bench` of the lanchat checkout).
 //! Usage: `lanchat-bench [--server PATH] [--reference PATH] [--out DIR]
-//! [--quick] [--only lanchat|reference] [--server-wrapper 'perf record -g -o F --']`.
+//! [--quick] [--only lanchat|reference] [--scenarios fanout,fanout-redis,idle,join,cluster]
+//! [--server-wrapper 'perf record -g -o F --']`.
 
 mod client;
 mod load;
@@ -38,6 +40,12 @@ const SATURATION_LOADS: [f64; 17] = [
     20e3, 30e3, 40e3, 55e3, 80e3, 110e3, 150e3, 215e3, 300e3, 420e3, 600e3, 850e3, 1.2e6, 1.7e6,
     2.4e6, 3.4e6, 4.8e6,
 ];
+/// No saturation step starts after this long in the search (all 17 steps
+/// take about 80 s when every one passes).
+const SATURATION_BUDGET: Duration = Duration::from_secs(150);
+
+/// Every scenario, in the order they run (the default list).
+const SCENARIOS: [&str; 5] = ["fanout", "fanout-redis", "idle", "join", "cluster"];
 
 struct Options {
     server: PathBuf,
@@ -70,9 +78,7 @@ fn options() -> Options {
         wrapper: vec![],
         clients: 1000,
         idle: vec![1000, 10_000],
-        scenarios: ["fanout", "idle", "join", "cluster"]
-            .map(String::from)
-            .to_vec(),
+        scenarios: SCENARIOS.map(String::from).to_vec(),
         hold: 0,
     };
     let mut args = std::env::args().skip(1);
@@ -97,7 +103,16 @@ fn options() -> Options {
                     .map(|n| n.parse().unwrap_or_else(|_| usage("--idle N,N")))
                     .collect()
             }
-            "--scenarios" => o.scenarios = value().split(',').map(String::from).collect(),
+            "--scenarios" => {
+                o.scenarios = value().split(',').map(String::from).collect();
+                if let Some(bad) = o
+                    .scenarios
+                    .iter()
+                    .find(|s| !SCENARIOS.contains(&s.as_str()))
+                {
+                    usage(&format!("unknown scenario {bad}"))
+                }
+            }
             "--hold" => o.hold = value().parse().unwrap_or_else(|_| usage("--hold SECS")),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -108,7 +123,7 @@ fn options() -> Options {
 
 fn usage(why: &str) -> ! {
     eprintln!(
-        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,idle,join,cluster]\n       [--server-wrapper 'perf record -g -o FILE --']"
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,idle,join,cluster]\n       [--server-wrapper 'perf record -g -o FILE --']"
     );
     std::process::exit(2)
 }
@@ -116,18 +131,75 @@ fn usage(why: &str) -> ! {
 /// Everything one server got, as written to results.json.
 #[derive(Debug, Default, Serialize)]
 pub struct ServerResults {
-    pub fixed: Option<Step>,
-    pub saturation_steps: Vec<Step>,
-    /// Highest delivered rate of a passing step.
-    pub saturation: Option<f64>,
-    /// Whether the load generator's core was ~full at the last step.
-    pub generator_limited: bool,
+    /// Fixed load and saturation (memory store for lanchat); its fields sit
+    /// at the top level of the JSON object (`fixed`, `saturation`, ...).
+    #[serde(flatten)]
+    pub fanout: Fanout,
+    /// The same with `--redis` (lanchat only).
+    pub fanout_redis: Option<Fanout>,
+    /// Redis against the memory store, from the two above.
+    pub redis_vs_memory: Option<RedisVsMemory>,
     pub idle: Vec<Idle>,
     /// Why an idle level could not be reached (e.g. out of threads or fds).
     pub idle_error: Option<String>,
     pub joins: Vec<Joins>,
     /// Two servers sharing one Redis (lanchat only).
     pub cluster: Option<ClusterStep>,
+}
+
+/// The fixed load, then the saturation search, on one server.
+#[derive(Debug, Default, Serialize)]
+pub struct Fanout {
+    pub fixed: Option<Step>,
+    pub saturation_steps: Vec<Step>,
+    /// Highest delivered rate of a passing step.
+    pub saturation: Option<f64>,
+    /// Whether the load generator's core was ~full at the last step.
+    pub generator_limited: bool,
+}
+
+/// Lanchat with Redis against lanchat with the memory store, same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisVsMemory {
+    /// Fixed-load p99 with Redis / with the memory store.
+    pub fixed_p99_ratio: Option<f64>,
+    /// Target: ratio ≤ [`Self::FIXED_P99_RATIO`] and Redis p99 ≤ 10 ms.
+    pub fixed_p99_met: Option<bool>,
+    /// Saturation with Redis / with the memory store.
+    pub saturation_ratio: Option<f64>,
+    /// Target: ratio ≥ [`Self::SATURATION_RATIO`].
+    pub saturation_met: Option<bool>,
+}
+
+impl RedisVsMemory {
+    pub const FIXED_P99_RATIO: f64 = 1.5;
+    pub const FIXED_P99_MS: f64 = 10.0;
+    pub const SATURATION_RATIO: f64 = 0.5;
+
+    fn new(memory: &Fanout, redis: &Fanout) -> RedisVsMemory {
+        let p99 = |f: &Fanout| {
+            f.fixed
+                .as_ref()
+                .map(|s| s.deliveries.p99_ms)
+                .filter(|p| p.is_finite())
+        };
+        let fixed_p99_ratio = match (p99(redis), p99(memory)) {
+            (Some(r), Some(m)) if m > 0.0 => Some(r / m),
+            _ => None,
+        };
+        let saturation_ratio = match (redis.saturation, memory.saturation) {
+            (r, Some(m)) if m > 0.0 => Some(r.unwrap_or(0.0) / m),
+            _ => None,
+        };
+        RedisVsMemory {
+            fixed_p99_ratio,
+            fixed_p99_met: fixed_p99_ratio
+                .zip(p99(redis))
+                .map(|(ratio, p)| ratio <= Self::FIXED_P99_RATIO && p <= Self::FIXED_P99_MS),
+            saturation_ratio,
+            saturation_met: saturation_ratio.map(|r| r >= Self::SATURATION_RATIO),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,8 +276,32 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
     let mut reference = ServerResults::default();
     if want("lanchat") {
         let start = || start_server(o, "lanchat", &o.server, &lanchat_args(&[]), &o.wrapper);
-        if scenario("fanout") {
-            fan_out(o, start, &mut lanchat, epoch).await;
+        if scenario("fanout")
+            && let Some(server) = start()
+        {
+            lanchat.fanout = fan_out(o, server, epoch).await;
+        }
+        // The same with Redis, right after: the two are compared.
+        if scenario("fanout-redis") {
+            match Redis::start(SERVER_CORE, &o.out.join("redis-fanout.log")) {
+                Ok(redis) => {
+                    let args = lanchat_args(&["--redis".to_string(), redis.url()]);
+                    if let Some(server) =
+                        start_server(o, "lanchat-redis", &o.server, &args, &o.wrapper)
+                    {
+                        lanchat.fanout_redis = Some(fan_out(o, server, epoch).await);
+                    }
+                    redis.stop();
+                }
+                Err(e) => log(&format!("no Redis, skipping fanout-redis: {e}")),
+            }
+            if let Some(redis) = &lanchat.fanout_redis
+                && scenario("fanout")
+            {
+                let ratios = RedisVsMemory::new(&lanchat.fanout, redis);
+                log(&report::ratios_line(&ratios));
+                lanchat.redis_vs_memory = Some(ratios);
+            }
         }
         if scenario("idle") {
             idle(o, start, &mut lanchat, epoch).await;
@@ -215,7 +311,11 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
             if let Some(server) = start() {
                 log(&format!("join latency, memory store ({})", server.label));
                 match load::join_latency(server.addr, "memory", 110, 200, epoch).await {
-                    Ok(j) => lanchat.joins.push(j),
+                    Ok((plain, after)) => {
+                        log(&report::joins_line(&plain));
+                        log(&report::joins_line(&after));
+                        lanchat.joins.extend([plain, after]);
+                    }
                     Err(e) => log(&format!("join latency (memory) failed: {e}")),
                 }
                 server.stop();
@@ -226,7 +326,11 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
                     if let Some(server) = start_server(o, "lanchat", &o.server, &args, &o.wrapper) {
                         log("join latency, Redis store");
                         match load::join_latency(server.addr, "redis", 110, 200, epoch).await {
-                            Ok(j) => lanchat.joins.push(j),
+                            Ok((plain, after)) => {
+                                log(&report::joins_line(&plain));
+                                log(&report::joins_line(&after));
+                                lanchat.joins.extend([plain, after]);
+                            }
                             Err(e) => log(&format!("join latency (redis) failed: {e}")),
                         }
                         server.stop();
@@ -242,8 +346,10 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
     }
     if want("reference") {
         let start = || start_server(o, "reference", &o.reference, &reference_args(), &[]);
-        if scenario("fanout") {
-            fan_out(o, start, &mut reference, epoch).await;
+        if scenario("fanout")
+            && let Some(server) = start()
+        {
+            reference.fanout = fan_out(o, server, epoch).await;
         }
         if scenario("idle") {
             idle(o, start, &mut reference, epoch).await;
@@ -276,14 +382,9 @@ fn start_server(
 }
 
 /// Fixed load, then the saturation search, on one server and one set of
-/// clients.
-async fn fan_out(
-    o: &Options,
-    start: impl Fn() -> Option<Server>,
-    results: &mut ServerResults,
-    epoch: Instant,
-) {
-    let Some(server) = start() else { return };
+/// clients; stops the server.
+async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
+    let mut results = Fanout::default();
     let stats = Stats::new(epoch);
     log(&format!("{}: opening {} clients", server.label, o.clients));
     let clients = match Clients::open(
@@ -300,7 +401,7 @@ async fn fan_out(
         Err(e) => {
             log(&format!("{}: cannot open the clients: {e}", server.label));
             server.stop();
-            return;
+            return results;
         }
     };
     clients
@@ -322,7 +423,16 @@ async fn fan_out(
         .await;
 
     let window = Duration::from_secs(if o.quick { 2 } else { 3 });
+    let search = Instant::now();
     for offered in SATURATION_LOADS {
+        if search.elapsed() > SATURATION_BUDGET {
+            log(&format!(
+                "{}: saturation search stopped after {} s",
+                server.label,
+                SATURATION_BUDGET.as_secs()
+            ));
+            break;
+        }
         let rate = offered / clients.len() as f64;
         let senders = load::senders_for(rate, 10);
         if senders > clients.len() {
@@ -365,6 +475,7 @@ async fn fan_out(
     }
     clients.close();
     server.stop();
+    results
 }
 
 /// RSS and threads of a fresh server with each of `o.idle` connections open.
