@@ -349,7 +349,8 @@ fn subscribe_loop(client: &redis::Client, hub: &Hub, server: &str) {
                 }
                 match envelope.event {
                     Event::Room { message } => hub.relay_room(message),
-                    Event::Private { message, inboxed } => hub.relay_private(&message, inboxed),
+                    Event::Private { message, inboxed } => hub.relay_private(message, inboxed),
+                    Event::Deleted { id } => hub.relay_deleted(&id),
                     Event::Presence { name, sessions } => {
                         hub.relay_presence(&envelope.origin, &name, sessions)
                     }

@@ -71,11 +71,17 @@ pub fn upgrade(
         None
     };
     let key = request.header("sec-websocket-key").map(str::trim);
+    // `?after=SEQ`: the last seq the client saw; replay only what is later.
+    let after = request.query_param("after").map(|seq| seq.parse::<u64>());
     let session = session::authenticate(&request, hub.store());
     let (key, session) = match (refusal, key, session) {
         (Some(response), _, _) => return refuse(socket, response),
         (None, Some(key), _) if !is_valid_key(key) => {
             let why = "Sec-WebSocket-Key must be the base64 of 16 bytes";
+            return refuse(socket, Response::text(400, why));
+        }
+        (None, _, _) if matches!(after, Some(Err(_))) => {
+            let why = "after must be a seq: a whole number";
             return refuse(socket, Response::text(400, why));
         }
         (None, _, None) => return refuse(socket, Response::text(401, "log in first")),
@@ -89,7 +95,8 @@ pub fn upgrade(
     if socket.write_all(head.as_bytes()).is_err() {
         return;
     }
-    if let Err(e) = run(socket, already_read, session, hub, settings) {
+    let after = after.and_then(Result::ok);
+    if let Err(e) = run(socket, already_read, session, after, hub, settings) {
         warn!("cannot start a WebSocket connection: {e}");
     }
 }
@@ -211,6 +218,7 @@ fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
     session: Session,
+    after: Option<u64>,
     hub: &Hub,
     settings: Settings,
 ) -> io::Result<()> {
@@ -234,7 +242,7 @@ fn run(
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
-    hub.join(&session, outbox.clone());
+    hub.join(&session, outbox.clone(), after);
     let registration = Registration {
         hub,
         id: outbox.id(),
@@ -347,6 +355,7 @@ fn handle(hub: &Hub, session: &Session, raw: &str) -> Result<(), ClientError> {
             Ok(())
         }
         ClientFrame::Whisper { to, text } => hub.whisper(&session.name, &to, text),
+        ClientFrame::Delete { id } => hub.delete(&session.name, &id),
     }
 }
 
@@ -459,7 +468,7 @@ mod tests {
         let in_thread = hub.clone();
         let crashed = std::thread::spawn(move || {
             let outbox = Outbox::new_held(uuid::Uuid::new_v4(), Arc::new(socket));
-            in_thread.join(&session, outbox.clone());
+            in_thread.join(&session, outbox.clone(), None);
             let _registration = Registration {
                 hub: &in_thread,
                 id: outbox.id(),

@@ -1,21 +1,24 @@
-//! The fan-out thread: sends what the hub decided, outside the hub's lock.
+//! The fan-out thread: stores and sends what the hub accepted, outside the
+//! hub's lock.
 //!
-//! The hub decides under its lock who gets which frame: each decision is a
-//! [`Delivery`] (one encoded frame, shared, and the outboxes it goes to). It
-//! appends its deliveries to the [`FanOut`] queue *while still holding the
-//! hub lock*, so the queue is in the order the hub decided. One thread,
-//! `fan-out`, takes the whole queue at once and sends it, in that order.
+//! The hub appends its work to the [`FanOut`] queue *while still holding
+//! the hub lock*, so the queue is in the order the hub decided. One thread,
+//! `fan-out`, takes the whole queue at once and hands it to the hub's
+//! `prepare` (which stores the new messages in one group commit, then
+//! decides who gets them: `Hub::prepare`), then sends the resulting
+//! [`Delivery`]s (one encoded frame, shared, and the outboxes it goes to),
+//! in that order.
 //!
 //! Concurrency rule: the queue's mutex is held only to append or to take
-//! the queue; sending happens after it is released, with no lock held but
-//! each outbox's own (see `outbox.rs`).
+//! the queue; storing and sending happen after it is released, with no
+//! lock held but each outbox's own (see `outbox.rs`).
 //!
-//! Under load the thread finds many deliveries waiting and gives each
-//! connection all of its frames in one push (one `sendmsg`): the busier the
-//! room, the bigger the batches, and there is still one wake-up per batch,
-//! not one per recipient. A connection whose outbox overflows is reported
-//! back to the hub (which drops it): a client that stopped reading never
-//! slows anyone else.
+//! Under load the thread finds much work waiting: one store round trip for
+//! all of it, and each connection gets all of its frames in one push (one
+//! `sendmsg`). The busier the room, the bigger the batches, and there is
+//! still one wake-up per batch, not one per recipient. A connection whose
+//! outbox overflows is reported back to the hub (which drops it): a client
+//! that stopped reading never slows anyone else.
 
 use crate::outbox::Outbox;
 use crate::protocol::Encoded;
@@ -29,39 +32,50 @@ pub struct Delivery {
     pub to: Vec<Outbox>,
 }
 
-/// The queue between the hub and the fan-out thread.
-#[derive(Default)]
-pub struct FanOut {
-    /// Deliveries decided under the hub lock, in its order.
-    queue: Mutex<Vec<Delivery>>,
+/// The queue between the hub and the fan-out thread, of the hub's work
+/// items (`hub::Work`).
+pub struct FanOut<W> {
+    /// Work queued under the hub lock, in its order.
+    queue: Mutex<Vec<W>>,
     /// Wakes the fan-out thread when the queue stops being empty.
     ready: Condvar,
 }
 
-impl FanOut {
-    /// Appends deliveries; called under the hub lock, never blocks for long.
-    pub fn queue(&self, deliveries: Vec<Delivery>) {
-        if deliveries.is_empty() {
+impl<W> Default for FanOut<W> {
+    fn default() -> Self {
+        FanOut {
+            queue: Mutex::default(),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<W: Send + 'static> FanOut<W> {
+    /// Appends work; called under the hub lock, never blocks for long.
+    pub fn queue(&self, work: Vec<W>) {
+        if work.is_empty() {
             return;
         }
-        crate::lock(&self.queue).extend(deliveries);
+        crate::lock(&self.queue).extend(work);
         self.ready.notify_one();
     }
 
-    /// Starts the `fan-out` thread. `drop_slow` gets the outboxes that
-    /// overflowed in a batch (the hub drops their connections).
+    /// Starts the `fan-out` thread. `prepare` turns a batch of work into
+    /// deliveries (storing what must be stored first); `drop_slow` gets the
+    /// outboxes that overflowed (the hub drops their connections).
     pub fn start(
         self: &std::sync::Arc<Self>,
+        prepare: impl Fn(Vec<W>) -> Vec<Delivery> + Send + 'static,
         drop_slow: impl Fn(Vec<Outbox>) + Send + 'static,
     ) -> std::io::Result<()> {
         let fan_out = self.clone();
         std::thread::Builder::new()
             .name("fan-out".into())
-            .spawn(move || fan_out.run(drop_slow))
+            .spawn(move || fan_out.run(prepare, drop_slow))
             .map(drop)
     }
 
-    fn run(&self, drop_slow: impl Fn(Vec<Outbox>)) {
+    fn run(&self, prepare: impl Fn(Vec<W>) -> Vec<Delivery>, drop_slow: impl Fn(Vec<Outbox>)) {
         loop {
             let batch = {
                 let queue = crate::lock(&self.queue);
@@ -74,7 +88,9 @@ impl FanOut {
             // One thread sends for everyone: a bug hit while sending one
             // batch must not silence the chat. (Outboxes stay consistent:
             // each push holds its own lock.)
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(batch))) {
+            let sent =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(prepare(batch))));
+            match sent {
                 Ok(slow) if !slow.is_empty() => drop_slow(slow),
                 Ok(_) => {}
                 Err(_) => log::error!("fan-out: a batch of deliveries was lost to a panic"),

@@ -10,11 +10,15 @@
 //! recipient sees room messages in one order.
 //!
 //! What happens under the lock is kept small and never touches a socket or
-//! Redis: deciding who gets what. Each decision is a [`Delivery`], queued
-//! (still under the lock, so in its order) for the fan-out thread
-//! (`fanout.rs`), which sends it outside the lock. Messages are encoded once,
-//! before the lock is taken. The path of a message and the order in which
-//! locks may be taken are drawn once, in `src/lib.rs`.
+//! Redis. A new message is *accepted* under it (checked, queued as
+//! [`Work::Store`]); the fan-out thread (`fanout.rs`) takes everything
+//! queued, stores the new messages in one group commit (which gives each
+//! its `seq`), and only then comes back to the hub ([`Hub::prepare`]) to
+//! keep them in the history and decide who gets them. So nobody, the sender
+//! included, sees a message that is not stored, and the hub lock is never
+//! held while the store works. Each message is encoded once, outside the
+//! lock. The path of a message and the order in which locks may be taken
+//! are drawn once, in `src/lib.rs`.
 //!
 //! The hub needs two things from outside, and defines them here so that the
 //! imports point one way: a [`Store`] (`store/`) and, with several servers,
@@ -28,11 +32,11 @@ use crate::protocol::{
     ClientError, Encoded, ErrorCode, Event, PrivateMessage, RoomMessage, ServerFrame, encode,
     encode_close,
 };
-use crate::store::{HISTORY_LEN, Session, Store};
+use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
@@ -42,14 +46,30 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, event: Event);
 }
 
+/// Longest a joining connection waits for a private message to it that was
+/// accepted (while it was offline) but not yet stored: a commit takes at
+/// most about the store's timeout.
+const INBOX_COMMIT_WAIT: Duration = Duration::from_secs(3);
+
 pub struct Hub {
     /// The hub lock (see the module doc).
     room: Mutex<Room>,
+    /// Signalled (with the hub lock) when a batch of work has been stored.
+    stored: Condvar,
     store: Arc<dyn Store>,
     /// Where events for the other servers go (with `--redis` only).
     events: Option<Arc<dyn EventSink>>,
-    /// Deliveries decided under the hub lock, waiting for the fan-out thread.
-    fan_out: Arc<FanOut>,
+    /// Work queued under the hub lock, waiting for the fan-out thread.
+    fan_out: Arc<FanOut<Work>>,
+}
+
+/// What the hub hands the fan-out thread, in the order it decided.
+pub enum Work {
+    /// Decided already (presence, errors): send as it is.
+    Deliver(Delivery),
+    /// Accepted: store it first (messages get their seq), then
+    /// [`Hub::prepare`] decides who gets it.
+    Store(Write),
 }
 
 /// One open WebSocket connection, as the hub sees it (its key in
@@ -73,36 +93,124 @@ struct Room {
     remote: HashMap<String, RemotePresence>,
     /// The last [`HISTORY_LEN`] room messages, oldest first, replayed on join.
     history: VecDeque<RoomMessage>,
+    /// The highest seq of a room message no longer in `history` (for `gap`).
+    trimmed: u64,
+    /// The highest seq delivered by this hub: a joiner's stored private
+    /// history stops there, later ones reach it live.
+    delivered: u64,
+    /// Work items accepted (queued to be stored), and stored, so far.
+    accepted: u64,
+    stored: u64,
+    /// Names offline at accept time with a private message not yet stored
+    /// for their inbox: name -> the `accepted` count of the last one.
+    inbox_waits: HashMap<String, u64>,
 }
 
 impl Hub {
     /// A hub whose history starts from what the store kept.
     pub fn new(store: Arc<dyn Store>, events: Option<Arc<dyn EventSink>>) -> Hub {
-        let mut history: VecDeque<RoomMessage> = store.load_history().into();
-        while history.len() > HISTORY_LEN {
-            history.pop_front();
-        }
-        let room = Mutex::new(Room {
-            history,
+        let (kept, trimmed) = store.load_history();
+        let mut room = Room {
+            trimmed,
+            delivered: store.last_seq(),
             ..Room::default()
-        });
+        };
+        for message in kept {
+            room.remember(message);
+        }
         Hub {
-            room,
+            room: Mutex::new(room),
+            stored: Condvar::new(),
             store,
             events,
-            fan_out: Arc::default(),
+            fan_out: Arc::new(FanOut::default()),
         }
     }
 
     /// Starts the fan-out thread (`fanout.rs`), which sends what the hub
     /// decides and reports back the connections too slow to keep up.
     pub fn start_fan_out(self: &Arc<Hub>) -> std::io::Result<()> {
-        let hub = Arc::downgrade(self);
-        self.fan_out.start(move |slow| {
-            if let Some(hub) = hub.upgrade() {
-                hub.drop_slow(slow)
+        let (for_prepare, for_slow) = (Arc::downgrade(self), Arc::downgrade(self));
+        self.fan_out.start(
+            move |work| match for_prepare.upgrade() {
+                Some(hub) => hub.prepare(work),
+                None => Vec::new(),
+            },
+            move |slow| {
+                if let Some(hub) = for_slow.upgrade() {
+                    hub.drop_slow(slow)
+                }
+            },
+        )
+    }
+
+    /// On the fan-out thread: stores the messages of a batch of work in one
+    /// commit (no lock held), then, under the hub lock, keeps them and
+    /// decides who gets them, in the order they were accepted.
+    fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
+        let mut writes: Vec<Write> = Vec::new();
+        let mut order: Vec<Option<Delivery>> = Vec::with_capacity(batch.len());
+        for work in batch {
+            match work {
+                Work::Deliver(delivery) => order.push(Some(delivery)),
+                Work::Store(write) => {
+                    writes.push(write);
+                    order.push(None);
+                }
             }
-        })
+        }
+        if !writes.is_empty() {
+            self.store.commit(&mut writes);
+        }
+        // Encoded once each, outside the lock.
+        let frames: Vec<Option<Encoded>> = writes.iter().map(message_frame).collect();
+        let mut room = self.lock();
+        let mut deliveries = Vec::with_capacity(order.len());
+        let mut stored = writes.into_iter().zip(frames);
+        for slot in order {
+            if let Some(delivery) = slot {
+                deliveries.push(delivery);
+                continue;
+            }
+            let Some((write, frame)) = stored.next() else {
+                break;
+            };
+            room.stored += 1;
+            let to_all = |_: &Uuid, _: &Client| true;
+            match (write, frame) {
+                (Write::Room(message), Some(frame)) => {
+                    deliveries.extend(room.delivery(&frame, to_all));
+                    room.delivered = room.delivered.max(message.seq);
+                    self.publish(Event::Room {
+                        message: message.clone(),
+                    });
+                    room.remember(message);
+                }
+                (Write::Private { message, inboxed }, Some(frame)) => {
+                    // Inboxed: `to` was offline when it was accepted; a
+                    // connection of `to` that came since reads its inbox.
+                    let to = |_: &Uuid, c: &Client| {
+                        c.name == message.from || (!inboxed && c.name == message.to)
+                    };
+                    deliveries.extend(room.delivery(&frame, to));
+                    room.delivered = room.delivered.max(message.seq);
+                    self.publish(Event::Private { message, inboxed });
+                }
+                (Write::Delete { id }, _) => {
+                    if room.forget(&id) {
+                        let frame = encode(&ServerFrame::Deleted { id: &id });
+                        deliveries.extend(room.delivery(&frame, to_all));
+                        self.publish(Event::Deleted { id });
+                    }
+                }
+                (Write::Inbox(_), _) | (Write::Room(_) | Write::Private { .. }, None) => {}
+            }
+        }
+        let stored = room.stored;
+        room.inbox_waits.retain(|_, accepted| *accepted > stored);
+        drop(room);
+        self.stored.notify_all();
+        deliveries
     }
 
     /// Drops connections whose outbox overflowed, then kicks them.
@@ -140,32 +248,44 @@ impl Hub {
     /// Runs `change` on the room under the lock, and queues the deliveries
     /// it decided for the fan-out thread, still under the lock, so that they
     /// go out in the order they were decided. Every change goes through here.
-    fn update<R>(&self, change: impl FnOnce(&mut Room, &mut Vec<Delivery>) -> R) -> R {
+    fn update<R>(&self, change: impl FnOnce(&mut Room, &mut Vec<Work>) -> R) -> R {
         let mut room = self.lock();
-        let mut deliveries = Vec::new();
-        let result = change(&mut room, &mut deliveries);
-        self.fan_out.queue(deliveries);
+        let mut work = Vec::new();
+        let result = change(&mut room, &mut work);
+        room.accepted += work.iter().filter(|w| matches!(w, Work::Store(_))).count() as u64;
+        self.fan_out.queue(work);
         result
     }
 
     /// Registers a new connection (by its outbox's id) and queues its first
     /// frames: `welcome`, `history`, `offline`, in its outbox, which must be
-    /// held (the caller releases it). Tells everyone else when the name
-    /// comes online.
-    pub fn join(&self, session: &Session, outbox: Outbox) {
+    /// held (the caller releases it). With `after` (the last seq the client
+    /// saw), the history holds only what came later. Tells everyone else
+    /// when the name comes online.
+    pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>) {
         let id = outbox.id();
         let name = session.name.as_str();
-        // Read the inbox before taking the lock (the store may do I/O) ...
+        let since = after.unwrap_or(0);
+        // Read the store before taking the lock (it may do I/O): the
+        // conversation first, so that an inboxed message in it is in
+        // `offline` too, and left out of `private`.
+        let conversation = self.store.conversation(name);
         let offline = self.store.take_inbox(name);
-        self.update(|room, out| {
+        let wait_for = self.update(|room, out| {
             let was_online = room.is_online(name);
             *room.local.entry(name.to_string()).or_default() += 1;
             let welcome = encode(&ServerFrame::Welcome {
                 name,
                 users: room.everyone(),
             });
+            // Private messages not delivered yet reach this connection live.
+            let private = conversation.iter().filter(|p| {
+                p.seq > since && p.seq <= room.delivered && !offline.iter().any(|o| o.id == p.id)
+            });
             let history = encode(&ServerFrame::History {
-                messages: room.history.iter().collect(),
+                messages: room.history.iter().filter(|m| m.seq > since).collect(),
+                private: private.collect(),
+                gap: after.is_some_and(|after| room.trimmed > after),
             });
             let offline = encode(&ServerFrame::Offline { messages: &offline });
             outbox.queue_held(&[welcome, history, offline]); // sent on release
@@ -177,17 +297,25 @@ impl Hub {
             room.clients.insert(id, client);
             room.announce(name, was_online, out);
             self.publish(room.presence_event(name));
+            room.inbox_waits.get(name).copied()
         });
-        // ... and again after registering: a private message that found the
-        // name offline just before we registered is in the inbox now.
+        // Again after registering: a private message that found the name
+        // offline just before is in the inbox now, or will be once stored.
+        if let Some(accepted) = wait_for {
+            let room = self.lock();
+            let deadline = Instant::now() + INBOX_COMMIT_WAIT;
+            drop(crate::wait_until(&self.stored, room, deadline, |room| {
+                room.stored >= accepted
+            }));
+        }
         let late = self.store.take_inbox(name);
         if !late.is_empty() {
             self.update(|room, out| {
                 for message in &late {
-                    room.deliver(
-                        &encode(&ServerFrame::Private(message)),
-                        |cid, _| *cid == id,
-                        out,
+                    let frame = encode(&ServerFrame::Private(message));
+                    out.extend(
+                        room.delivery(&frame, |cid, _| *cid == id)
+                            .map(Work::Deliver),
                     );
                 }
             });
@@ -204,23 +332,17 @@ impl Hub {
         });
     }
 
-    /// A room message from `from`: kept in the history, sent to everyone.
+    /// A room message from `from`: accepted now; stored, kept in the
+    /// history and sent to everyone by [`Hub::prepare`].
     pub fn say(&self, from: &str, text: String) {
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
+            seq: 0, // given by the store
             from: from.to_string(),
             text,
             ts: now_ms(),
         };
-        let frame = encode(&ServerFrame::Message(&message));
-        self.update(|room, out| {
-            room.deliver(&frame, |_, _| true, out);
-            self.store.append_history(&message);
-            self.publish(Event::Room {
-                message: message.clone(),
-            });
-            room.remember(message);
-        });
+        self.update(|_, out| out.push(Work::Store(Write::Room(message))));
     }
 
     /// A private message: to every connection of `to` and of `from`, or into
@@ -230,12 +352,12 @@ impl Hub {
         let known = self.store.is_known_user(to);
         let message = PrivateMessage {
             id: Uuid::new_v4().to_string(),
+            seq: 0, // given by the store
             from: from.to_string(),
             to: to.to_string(),
             text,
             ts: now_ms(),
         };
-        let frame = encode(&ServerFrame::Private(&message));
         self.update(|room, out| {
             let online = room.is_online(to);
             if !online && !known {
@@ -243,19 +365,31 @@ impl Hub {
                 return Err(ClientError::new(ErrorCode::UnknownUser, reason));
             }
             if !online {
-                // Under the lock, so that a connection of `to` registering
-                // right now either sees it in the inbox or gets it live.
-                self.store.push_inbox(&message);
+                // Decided under the lock: a connection of `to` registering
+                // from now on waits for this to be stored, then reads it
+                // from the inbox (see `join`).
+                let number = room.accepted + out.len() as u64 + 1;
+                room.inbox_waits.insert(to.to_string(), number);
             }
-            room.deliver(
-                &frame,
-                |_, client| client.name == from || client.name == to,
-                out,
-            );
-            self.publish(Event::Private {
-                message,
-                inboxed: !online,
-            });
+            let inboxed = !online;
+            out.push(Work::Store(Write::Private { message, inboxed }));
+            Ok(())
+        })
+    }
+
+    /// `from` deletes room message `id`: its author may; `not_found` when
+    /// it is not in the history.
+    pub fn delete(&self, from: &str, id: &str) -> Result<(), ClientError> {
+        self.update(|room, out| {
+            let Some(message) = room.history.iter().find(|m| m.id == id) else {
+                let reason = "That message is not in the history (any more).";
+                return Err(ClientError::new(ErrorCode::NotFound, reason));
+            };
+            if message.from != from {
+                let reason = "You can only delete your own messages.";
+                return Err(ClientError::new(ErrorCode::Forbidden, reason));
+            }
+            out.push(Work::Store(Write::Delete { id: id.to_string() }));
             Ok(())
         })
     }
@@ -265,27 +399,39 @@ impl Hub {
     pub fn relay_room(&self, message: RoomMessage) {
         let frame = encode(&ServerFrame::Message(&message));
         self.update(|room, out| {
-            room.deliver(&frame, |_, _| true, out);
+            out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
+            room.delivered = room.delivered.max(message.seq);
             room.remember(message);
         });
     }
 
-    /// A private message sent on another server: to the connections here of
-    /// its sender and its recipient.
+    /// A private message sent on another server (and stored there): to the
+    /// connections here of its sender and its recipient.
     ///
     /// If the sending server thought the recipient online (so it did not
     /// keep the message in the inbox) but we know it has just left, we keep
     /// it: the news of the leave may not have reached the sender yet. (Every
     /// server that knows may do so; the store skips an id it already holds.)
-    pub fn relay_private(&self, message: &PrivateMessage, inboxed: bool) {
-        let frame = encode(&ServerFrame::Private(message));
+    pub fn relay_private(&self, message: PrivateMessage, inboxed: bool) {
+        let frame = encode(&ServerFrame::Private(&message));
         let to =
             |_: &Uuid, client: &Client| client.name == message.from || client.name == message.to;
         self.update(|room, out| {
+            out.extend(room.delivery(&frame, to).map(Work::Deliver));
+            room.delivered = room.delivered.max(message.seq);
             if !inboxed && !room.is_online(&message.to) {
-                self.store.push_inbox(message);
+                out.push(Work::Store(Write::Inbox(message.clone())));
             }
-            room.deliver(&frame, to, out)
+        });
+    }
+
+    /// A room message deleted on another server (which changed the store).
+    pub fn relay_deleted(&self, id: &str) {
+        self.update(|room, out| {
+            if room.forget(id) {
+                let frame = encode(&ServerFrame::Deleted { id });
+                out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
+            }
         });
     }
 
@@ -438,10 +584,13 @@ impl Room {
         }
     }
 
-    /// Keeps a room message for replay.
+    /// Keeps a room message for replay (and notes the seq of one that
+    /// falls out, for `gap`).
     fn remember(&mut self, message: RoomMessage) {
-        if self.history.len() == HISTORY_LEN {
-            self.history.pop_front();
+        if self.history.len() == HISTORY_LEN
+            && let Some(old) = self.history.pop_front()
+        {
+            self.trimmed = self.trimmed.max(old.seq);
         }
         self.history.push_back(message);
     }
@@ -449,47 +598,49 @@ impl Room {
     /// After a change concerning `name`: sends `join` if it has just come
     /// online (anywhere), to every connection but its own; `leave` if it has
     /// just gone offline everywhere.
-    fn announce(&self, name: &str, was_online: bool, out: &mut Vec<Delivery>) {
+    fn announce(&self, name: &str, was_online: bool, out: &mut Vec<Work>) {
         let ts = now_ms();
         match (was_online, self.is_online(name)) {
             (false, true) => {
                 info!("{name:?} is online");
                 let frame = encode(&ServerFrame::Join { name, ts });
-                self.deliver(&frame, |_, client| client.name != name, out);
+                let others = |_: &Uuid, client: &Client| client.name != name;
+                out.extend(self.delivery(&frame, others).map(Work::Deliver));
             }
             (true, false) => {
                 info!("{name:?} is offline");
                 let frame = encode(&ServerFrame::Leave { name, ts });
-                self.deliver(&frame, |_, _| true, out);
+                out.extend(self.delivery(&frame, |_, _| true).map(Work::Deliver));
             }
             _ => {}
         }
     }
 
-    /// Decides that `frame` goes to every client `to` selects.
-    fn deliver(
-        &self,
-        frame: &Encoded,
-        to: impl Fn(&Uuid, &Client) -> bool,
-        out: &mut Vec<Delivery>,
-    ) {
+    /// Decides that `frame` goes to every client `to` selects (none: no
+    /// delivery).
+    fn delivery(&self, frame: &Encoded, to: impl Fn(&Uuid, &Client) -> bool) -> Option<Delivery> {
         let to: Vec<Outbox> = self
             .clients
             .iter()
             .filter(|(id, client)| to(id, client))
             .map(|(_, c)| c.outbox.clone())
             .collect();
-        if !to.is_empty() {
-            out.push(Delivery {
-                frame: frame.clone(),
-                to,
-            });
-        }
+        (!to.is_empty()).then(|| Delivery {
+            frame: frame.clone(),
+            to,
+        })
+    }
+
+    /// Removes room message `id` from the history; false if it is not there.
+    fn forget(&mut self, id: &str) -> bool {
+        let before = self.history.len();
+        self.history.retain(|m| m.id != id);
+        self.history.len() < before
     }
 
     /// Removes a connection; announces `leave` when its name is online
     /// nowhere any more.
-    fn remove(&mut self, id: Uuid, out: &mut Vec<Delivery>) -> Option<Client> {
+    fn remove(&mut self, id: Uuid, out: &mut Vec<Work>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
         let count = self
             .local
@@ -501,6 +652,15 @@ impl Room {
         }
         self.announce(&client.name, true, out);
         Some(client)
+    }
+}
+
+/// The frame of a stored room or private message (others have none).
+fn message_frame(write: &Write) -> Option<Encoded> {
+    match write {
+        Write::Room(message) => Some(encode(&ServerFrame::Message(message))),
+        Write::Private { message, .. } => Some(encode(&ServerFrame::Private(message))),
+        Write::Inbox(_) | Write::Delete { .. } => None,
     }
 }
 
@@ -526,14 +686,17 @@ mod tests {
         fn kind(&self) -> &'static str {
             "memory"
         }
-        fn load_history(&self) -> Vec<RoomMessage> {
-            Vec::new()
+        fn load_history(&self) -> (Vec<RoomMessage>, u64) {
+            (Vec::new(), 0)
         }
-        fn append_history(&self, message: &RoomMessage) {
-            self.inner.append_history(message)
+        fn last_seq(&self) -> u64 {
+            self.inner.last_seq()
         }
-        fn push_inbox(&self, message: &PrivateMessage) {
-            self.inner.push_inbox(message)
+        fn commit(&self, writes: &mut [Write]) {
+            self.inner.commit(writes)
+        }
+        fn conversation(&self, name: &str) -> Vec<PrivateMessage> {
+            self.inner.conversation(name)
         }
         fn take_inbox(&self, name: &str) -> Vec<PrivateMessage> {
             let taken = self.inner.take_inbox(name);
@@ -616,7 +779,7 @@ mod tests {
         let hub = Arc::new(Hub::new(store.clone(), None));
         hub.start_fan_out().unwrap();
         let (alice_outbox, mut alice) = connection();
-        hub.join(&session("alice"), alice_outbox.clone());
+        hub.join(&session("alice"), alice_outbox.clone(), None);
         alice_outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
@@ -626,7 +789,7 @@ mod tests {
         let (bob_outbox, mut bob) = connection();
         let joining = {
             let (hub, outbox) = (hub.clone(), bob_outbox.clone());
-            std::thread::spawn(move || hub.join(&session("bob"), outbox))
+            std::thread::spawn(move || hub.join(&session("bob"), outbox, None))
         };
         took_rx.recv().unwrap(); // bob's join has read his (empty) inbox ...
         hub.whisper("alice", "bob", "psst".into()).unwrap(); // ... bob is offline: inboxed
@@ -655,7 +818,7 @@ mod tests {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
         hub.start_fan_out().unwrap();
         let (outbox, mut alice) = connection();
-        hub.join(&session("alice"), outbox.clone());
+        hub.join(&session("alice"), outbox.clone(), None);
         outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);

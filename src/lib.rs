@@ -40,18 +40,27 @@
 //!  conn-7: read pump (connection.rs)     tungstenite reads the frame; rate limit; parse (protocol.rs)
 //!       │ Hub::say
 //!       ▼
-//!  hub.rs, under the hub lock            encode ONCE (before the lock); keep in the last 100;
-//!       │                                store.append_history (never blocks); decide: this
-//!       │ Delivery (frame, outboxes)     frame -> these outboxes; queue it, in lock order
+//!  hub.rs, under the hub lock            accept: queue "store this" (Work::Store), in lock order
+//!       │
 //!       ▼
-//!  fan-out thread (fanout.rs)            takes every delivery waiting; each outbox gets all
-//!       │                                of its frames in one push
+//!  fan-out thread (fanout.rs)            takes every work item waiting; ONE store commit for all
+//!       │ store.commit (store/)          the new messages (each gets its seq; with Redis, one
+//!       │                                round trip); no lock held meanwhile
 //!       ▼
-//!  outbox(bob), outbox(carol) (outbox.rs)  nothing queued? one non-blocking send, done.
+//!  Hub::prepare, under the hub lock      keep in the last 100; decide: this frame (encoded ONCE,
+//!       │ Deliveries                     before the lock) -> these outboxes
+//!       ▼
+//!  fan-out thread                        each outbox gets all of its frames in one push
+//!       │
+//!       ▼
+//!  outbox(alice), outbox(bob) (outbox.rs)  nothing queued? one non-blocking send, done.
 //!       │                                  socket full? queue (up to 1,024 frames) and start a
 //!       ▼                                  write pump that sends the queue, then ends.
-//!  bob's and carol's sockets
+//!  alice's and bob's sockets
 //! ```
+//!
+//! So the sender's copy goes out only once the message is stored, and a
+//! busy room costs one store round trip per batch, not per message.
 //!
 //! A private message takes the same path, to the connections of its sender
 //! and recipient (or into the recipient's inbox in the store). With several
@@ -63,16 +72,17 @@
 //! # Locks
 //!
 //! Every mutex and condition variable, what it guards, and who takes it.
-//! No lock is held across socket I/O, nor across Redis I/O except the two
-//! marked (which exist to order Redis I/O and are never taken under another
-//! lock). A lock may be taken while holding one *above* it in this table,
+//! No lock is held across socket I/O, nor across Redis I/O except the one
+//! marked (which exists to order Redis I/O and is never taken under another
+//! lock). The group commit (`Store::commit`, on the fan-out thread) holds
+//! no lock while Redis works. A lock may be taken while holding one *above* it in this table,
 //! never one below: that order is what rules out deadlocks.
 //!
 //! | # | lock | guards | taken by |
 //! |---|------|--------|----------|
-//! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that an inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch; `take_inbox` (a joining read pump), holding no other lock |
-//! | 2 | `hub::Hub::room` (the hub lock) | the registry, who is online here and elsewhere, the room history | read pumps (join, leave, say), `fan-out` (dropping slow clients), `cluster-sub`, `cluster-pub` (presence), the HTTP threads (`409` check, counts) |
-//! | 3 | `fanout::FanOut::queue` + condvar `ready` | deliveries decided, not yet sent | the hub (under 2) appends; `fan-out` takes the whole queue |
+//! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that a pending inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch (taken before it reads `pending`); `take_inbox` (a joining read pump), holding no other lock |
+//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, who is online here and elsewhere, the room history, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), the HTTP threads (`409` check, counts); a joining read pump waits on `stored` for a private message to it being stored |
+//! | 3 | `fanout::FanOut::queue` + condvar `ready` | work accepted, not yet stored and sent | the hub (under 2) appends; `fan-out` takes the whole queue |
 //! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
 //! | 3 | `store::memory::MemoryStore::inner` | sessions, users, inboxes | the hub (under 2) for inbox writes; HTTP threads for sessions |
 //! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |

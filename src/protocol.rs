@@ -28,6 +28,10 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 #[serde(tag = "type", rename = "message")]
 pub struct RoomMessage {
     pub id: String,
+    /// Its place in the chat's one order (0 until the store gives it one:
+    /// see `Store::commit`). Stored messages of v1 have none: 0.
+    #[serde(default)]
+    pub seq: u64,
     pub from: String,
     pub text: String,
     pub ts: u64,
@@ -38,6 +42,9 @@ pub struct RoomMessage {
 #[serde(tag = "type", rename = "private")]
 pub struct PrivateMessage {
     pub id: String,
+    /// As [`RoomMessage::seq`].
+    #[serde(default)]
+    pub seq: u64,
     pub from: String,
     pub to: String,
     pub text: String,
@@ -54,6 +61,8 @@ pub enum ServerFrame<'a> {
     },
     History {
         messages: Vec<&'a RoomMessage>,
+        private: Vec<&'a PrivateMessage>,
+        gap: bool,
     },
     Offline {
         messages: &'a [PrivateMessage],
@@ -65,6 +74,9 @@ pub enum ServerFrame<'a> {
     Leave {
         name: &'a str,
         ts: u64,
+    },
+    Deleted {
+        id: &'a str,
     },
     Error {
         code: ErrorCode,
@@ -96,6 +108,10 @@ pub enum Event {
     Presence {
         name: String,
         sessions: Vec<String>,
+    },
+    /// A room message was deleted (the sending server changed the store).
+    Deleted {
+        id: String,
     },
 }
 
@@ -147,6 +163,8 @@ pub enum ErrorCode {
     Empty,
     TooLong,
     UnknownUser,
+    NotFound,
+    Forbidden,
     RateLimited,
 }
 
@@ -180,6 +198,8 @@ pub enum ClientFrame {
     Say { text: String },
     /// `{"type":"private","to":...,"text":...}`
     Whisper { to: String, text: String },
+    /// `{"type":"delete","id":...}`
+    Delete { id: String },
 }
 
 /// Parses and validates one text frame from a client.
@@ -212,8 +232,12 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
                 text: valid_text(text)?,
             })
         }
+        Some("delete") => {
+            let id = field("id").ok_or_else(|| bad("a delete needs a string \"id\""))?;
+            Ok(ClientFrame::Delete { id: id.to_string() })
+        }
         Some(other) => Err(bad(&format!(
-            "unknown frame type {other:?}: expected \"message\" or \"private\""
+            "unknown frame type {other:?}: expected \"message\", \"private\" or \"delete\""
         ))),
         None => Err(bad("a frame needs a string \"type\"")),
     }
@@ -294,24 +318,26 @@ mod tests {
     fn encoded_frames_are_one_text_frame() {
         let m = RoomMessage {
             id: "i".into(),
+            seq: 3,
             from: "a".into(),
             text: "<b>".into(),
             ts: 7,
         };
         let bytes = encode(&ServerFrame::Message(&m));
-        let json = r#"{"type":"message","id":"i","from":"a","text":"<b>","ts":7}"#;
+        let json = r#"{"type":"message","id":"i","seq":3,"from":"a","text":"<b>","ts":7}"#;
         assert_eq!(bytes.bytes()[0], 0x81); // FIN + text
         assert_eq!(bytes.bytes()[1] as usize, json.len()); // unmasked, short length
         assert_eq!(&bytes.bytes()[2..], json.as_bytes());
         let p = PrivateMessage {
             id: "i".into(),
+            seq: 4,
             from: "a".into(),
             to: "b".into(),
             text: "t".into(),
             ts: 1,
         };
         let offline = encode(&ServerFrame::Offline { messages: &[p] });
-        let want = r#"{"type":"offline","messages":[{"type":"private","id":"i","from":"a","to":"b","text":"t","ts":1}]}"#;
+        let want = r#"{"type":"offline","messages":[{"type":"private","id":"i","seq":4,"from":"a","to":"b","text":"t","ts":1}]}"#;
         assert_eq!(&offline.bytes()[2..], want.as_bytes());
         let err = ClientError::new(ErrorCode::RateLimited, "slow down").encode();
         assert!(

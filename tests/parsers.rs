@@ -95,12 +95,13 @@ proptest! {
     }
 
     #[test]
-    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private)\",(\"to\":\".{0,5}\",)?\"text\":.{0,20}\\}") {
+    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
         match parse_client_frame(&raw) {
             Ok(ClientFrame::Say { text }) | Ok(ClientFrame::Whisper { text, .. }) => {
                 prop_assert_eq!(text.trim(), text.as_str());
                 prop_assert!((1..=MAX_TEXT_CHARS).contains(&text.chars().count()));
             }
+            Ok(ClientFrame::Delete { .. }) => prop_assert!(raw.contains("delete")),
             Err(error) => prop_assert!(!error.message.is_empty()),
         }
     }

@@ -2,10 +2,13 @@
 //!
 //! The room history needs no copy here: the hub already keeps the last 100
 //! room messages in memory for replay, and a memory store has nothing to
-//! survive a restart with. So `append_history` does nothing and
+//! survive a restart with. So a room message only gets its seq here, and
 //! `load_history` starts the hub empty.
+//!
+//! Concurrency rule: `inner` is held only for a map operation: no I/O, no
+//! other lock taken inside.
 
-use super::{INBOX_LEN, Store};
+use super::{CONVERSATION_LEN, INBOX_LEN, Store, Write};
 use super::{SESSION_TTL, Session};
 use crate::protocol::{PrivateMessage, RoomMessage};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -34,7 +37,11 @@ impl Default for MemoryStore {
 
 #[derive(Default)]
 struct Inner {
+    /// The last seq given.
+    seq: u64,
     inboxes: HashMap<String, VecDeque<PrivateMessage>>,
+    /// name -> its last private messages, sent and received.
+    conversations: HashMap<String, VecDeque<PrivateMessage>>,
     /// session id -> (name, when it expires)
     sessions: HashMap<String, (String, Instant)>,
     users: HashSet<String>,
@@ -55,19 +62,60 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    fn load_history(&self) -> Vec<RoomMessage> {
-        Vec::new()
+    fn load_history(&self) -> (Vec<RoomMessage>, u64) {
+        (Vec::new(), 0)
     }
 
-    fn append_history(&self, _message: &RoomMessage) {}
+    fn last_seq(&self) -> u64 {
+        self.lock().seq
+    }
 
-    fn push_inbox(&self, message: &PrivateMessage) {
+    fn commit(&self, writes: &mut [Write]) {
         let mut inner = self.lock();
-        let inbox = inner.inboxes.entry(message.to.clone()).or_default();
-        if inbox.len() == INBOX_LEN {
-            inbox.pop_front();
+        for write in writes {
+            match write {
+                Write::Room(message) => {
+                    inner.seq += 1;
+                    message.seq = inner.seq;
+                }
+                Write::Private { message, inboxed } => {
+                    inner.seq += 1;
+                    message.seq = inner.seq;
+                    keep_last(
+                        &mut inner.conversations,
+                        &message.from,
+                        message,
+                        CONVERSATION_LEN,
+                    );
+                    if message.to != message.from {
+                        keep_last(
+                            &mut inner.conversations,
+                            &message.to,
+                            message,
+                            CONVERSATION_LEN,
+                        );
+                    }
+                    if *inboxed {
+                        keep_last(&mut inner.inboxes, &message.to, message, INBOX_LEN);
+                    }
+                }
+                Write::Inbox(message) => {
+                    let inbox = inner.inboxes.get(&message.to);
+                    if !inbox.is_some_and(|inbox| inbox.iter().any(|m| m.id == message.id)) {
+                        keep_last(&mut inner.inboxes, &message.to, message, INBOX_LEN);
+                    }
+                }
+                Write::Delete { .. } => {} // the hub's history is the only copy
+            }
         }
-        inbox.push_back(message.clone());
+    }
+
+    fn conversation(&self, name: &str) -> Vec<PrivateMessage> {
+        self.lock()
+            .conversations
+            .get(name)
+            .map(|messages| messages.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn take_inbox(&self, name: &str) -> Vec<PrivateMessage> {
@@ -123,6 +171,20 @@ impl Store for MemoryStore {
     }
 }
 
+/// Appends to `name`'s list in `lists`, keeping its last `keep`.
+fn keep_last(
+    lists: &mut HashMap<String, VecDeque<PrivateMessage>>,
+    name: &str,
+    message: &PrivateMessage,
+    keep: usize,
+) {
+    let list = lists.entry(name.to_string()).or_default();
+    if list.len() == keep {
+        list.pop_front();
+    }
+    list.push_back(message.clone());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +192,7 @@ mod tests {
     fn private(n: usize) -> PrivateMessage {
         PrivateMessage {
             id: n.to_string(),
+            seq: 0,
             from: "a".into(),
             to: "b".into(),
             text: n.to_string(),
@@ -140,13 +203,24 @@ mod tests {
     #[test]
     fn inbox_keeps_the_last_100_once() {
         let store = MemoryStore::new();
-        for n in 0..150 {
-            store.push_inbox(&private(n));
-        }
+        let mut writes: Vec<Write> = (0..150)
+            .map(|n| Write::Private {
+                message: private(n),
+                inboxed: true,
+            })
+            .collect();
+        store.commit(&mut writes);
         let taken = store.take_inbox("b");
         assert_eq!(taken.len(), INBOX_LEN);
         assert_eq!((taken[0].id.as_str(), taken[99].id.as_str()), ("50", "149"));
+        assert_eq!((taken[0].seq, taken[99].seq), (51, 150));
         assert!(store.take_inbox("b").is_empty());
+        assert_eq!(store.conversation("a").len(), CONVERSATION_LEN);
+        assert_eq!(
+            store.conversation("b"),
+            taken,
+            "received, kept in b's conversation"
+        );
     }
 
     #[test]

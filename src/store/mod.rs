@@ -3,11 +3,10 @@
 //! [`MemoryStore`] (the default; gone when the process exits) and, with
 //! `--redis URL`, a Redis store with the key layout of `docs/PROTOCOL.md`.
 //!
-//! Concurrency rule: the hub calls [`Store::append_history`] and
-//! [`Store::push_inbox`] while holding its lock (so history order is the
-//! order everyone saw), so those two must never block on I/O. Everything
-//! else may do I/O and is only called with no lock held. (The locks of each
-//! store are in the lock table of `src/lib.rs`.)
+//! Concurrency rule: no method is called under the hub lock; any may do
+//! I/O. Messages are kept by [`Store::commit`], which only the fan-out
+//! thread calls, so the store sees them in the hub's order. (The locks of
+//! each store are in the lock table of `src/lib.rs`.)
 
 mod memory;
 mod redis;
@@ -32,22 +31,53 @@ pub struct Session {
 pub const HISTORY_LEN: usize = 100;
 /// Undelivered private messages kept per name (the oldest go first).
 pub const INBOX_LEN: usize = 100;
+/// Private messages kept per name, sent and received (its conversations).
+pub const CONVERSATION_LEN: usize = 100;
+
+/// A change the hub accepted, which the store keeps *before* anyone is
+/// sent it (the contract: a sender's copy means the message is stored).
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A room message: it gets its seq, and goes into the history.
+    Room(RoomMessage),
+    /// A private message: it gets its seq, and goes into the conversations
+    /// of both names, and into `to`'s inbox when `inboxed` (`to` was offline).
+    Private {
+        message: PrivateMessage,
+        inboxed: bool,
+    },
+    /// A private message another server sent (it has its seq) for a
+    /// recipient we know has just left: into the inbox, unless it is there.
+    Inbox(PrivateMessage),
+    /// A room message leaves the history.
+    Delete { id: String },
+}
 
 pub trait Store: Send + Sync {
     /// `"memory"` or `"redis"`, as `/healthz` reports it.
     fn kind(&self) -> &'static str;
-    /// The last [`HISTORY_LEN`] room messages, oldest first; read once at start.
-    fn load_history(&self) -> Vec<RoomMessage>;
-    /// Keeps a room message. Called under the hub lock: must not block.
-    fn append_history(&self, message: &RoomMessage);
-    /// Keeps a private message for `message.to`, who is offline. Called under
-    /// the hub lock: must not block.
-    fn push_inbox(&self, message: &PrivateMessage);
+    /// The last [`HISTORY_LEN`] room messages, oldest first, and the highest
+    /// seq of a room message no longer kept (0: none); read once at start.
+    fn load_history(&self) -> (Vec<RoomMessage>, u64);
+    /// The highest seq given so far; read once at start.
+    fn last_seq(&self) -> u64;
+    /// Keeps `writes`, in order, giving each new message its seq (strictly
+    /// increasing across every server of the chat); returns once they are
+    /// stored: with Redis, once Redis acknowledged them, in one round trip
+    /// for the whole batch (group commit). While the backend is unreachable
+    /// it keeps them pending instead and returns at once (degraded).
+    ///
+    /// Called only by the fan-out thread, with no lock held: may do I/O.
+    fn commit(&self, writes: &mut [Write]);
+    /// The last [`CONVERSATION_LEN`] private messages `name` sent or
+    /// received, oldest first.
+    fn conversation(&self, name: &str) -> Vec<PrivateMessage>;
     /// Takes every message waiting for `name`, oldest first. Each message is
     /// returned by exactly one call, however many connections ask at once.
     fn take_inbox(&self, name: &str) -> Vec<PrivateMessage>;
     fn create_session(&self, session: &Session);
-    /// The name of a live session.
+    /// The name of a live session. A session that ended on any server of
+    /// the chat is refused at once (while the backend is reachable).
     fn session_name(&self, id: &str) -> Option<String>;
     fn end_session(&self, id: &str);
     /// Remembers that `name` has logged in (private messages to it are then

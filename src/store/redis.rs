@@ -1,52 +1,66 @@
-//! The Redis store: the key layout of `docs/PROTOCOL.md`, and a chat that keeps
-//! going when Redis does not.
+//! The Redis store: the key layout of `docs/PROTOCOL.md`, a message stored
+//! before anyone sees it, and a chat that keeps going when Redis does not.
 //!
-//! | key                      | type   | holds |
-//! |--------------------------|--------|-------|
-//! | `lanchat:history`        | list   | room messages as JSON, oldest first, at most 100 |
-//! | `lanchat:inbox:<name>`   | list   | undelivered private messages, at most 100 |
-//! | `lanchat:session:<uuid>` | string | the session's name, 30-day TTL |
-//! | `lanchat:users`          | set    | every name that ever logged in |
+//! | key                            | type   | holds |
+//! |--------------------------------|--------|-------|
+//! | `lanchat:history`              | list   | room messages as JSON, oldest first, at most 100 |
+//! | `lanchat:inbox:<name>`         | list   | undelivered private messages, at most 100 |
+//! | `lanchat:session:<uuid>`       | string | the session's name, 30-day TTL |
+//! | `lanchat:users`                | set    | every name that ever logged in |
+//! | `lanchat:seq`                  | string | the last seq given (`INCR`), shared by every server |
+//! | `lanchat:history:trimmed`      | string | the highest seq of a room message trimmed from the history (for `gap`) |
+//! | `lanchat:conversation:<name>`  | list   | the last 100 private messages `<name>` sent or received |
 //!
-//! **Writes never wait for Redis.** The hub appends under its lock, so
-//! [`Store::append_history`] and [`Store::push_inbox`] (and the session and
-//! user writes, for uniformity) only put the write in [`Pending`], in
-//! memory, and wake the writer thread (`redis-writer`), which sends
-//! everything pending in one pipeline. If Redis is down, the writes stay
-//! pending and the writer retries with backoff; they land when it is back.
-//! Each write is idempotent (appends skip a message id already in the list,
-//! `SET`, `DEL`, `SADD`), so retrying a batch that may have half-landed is safe.
+//! **Messages: group commit.** The fan-out thread hands [`Store::commit`]
+//! everything the hub accepted since its last batch; one Lua script (one
+//! round trip, atomic in Redis) gives each message its seq (`INCR`) and
+//! appends it to the history, conversations and inbox, trimmed to 100. Only
+//! when Redis has answered does the fan-out thread send the messages, the
+//! sender's copy included. A busy room makes bigger batches, not more round
+//! trips; no lock is held meanwhile.
 //!
-//! Pending writes are bounded without losing what Redis would have kept:
-//! only the last 100 history appends and the last 100 per inbox can matter
-//! (the lists are trimmed to 100), so older ones are dropped from the
-//! buffer; session and user writes are capped at [`MAX_PENDING_RECORDS`]
-//! (past that the oldest are dropped, with an error in the log: those
-//! sessions still work on this server, but would not survive a restart).
+//! **While Redis is unreachable** (a command fails or takes over
+//! [`REDIS_TIMEOUT`]), commits do not wait: messages get a seq from this
+//! server's counter and their writes go to [`Pending`], in memory, which the
+//! writer thread (`redis-writer`) sends when Redis is back (raising
+//! `lanchat:seq` past the seqs given meanwhile). The promise "stored before
+//! seen" is suspended until then, and `/healthz` says `degraded`. Pending
+//! writes are bounded without losing what Redis would keep: the last 100
+//! per list; session and user writes are capped at [`MAX_PENDING_RECORDS`].
+//! Each pending write is idempotent (appends skip an id already in the
+//! list), so a batch that may have half-landed is simply sent again.
 //!
-//! **Reads go to Redis, with a short timeout**, and fall back on what this
-//! process knows (its own sessions and users, in [`Cache`]) while Redis is
-//! unreachable: people already logged in can still reconnect during an outage.
+//! **Sessions** are written to Redis at once (falling back on pending), and
+//! read from Redis: a session that ended on another server is refused at
+//! once. Only while Redis is unreachable are they read from [`Cache`]
+//! (people already logged in here can reconnect during an outage); the
+//! cache keeps each session's true expiry and is bounded.
 //!
-//! An appended message and the trim to 100 are one Lua script: Redis runs
-//! it atomically, so the list never holds 101, and concurrent appends lose
-//! nothing. Taking an inbox is `LRANGE` + `DEL` in one `MULTI`: each message
-//! is taken by exactly one connection.
+//! Concurrency rule: `in_flight` is held while the writer sends a batch
+//! and while `take_inbox` reads, so an inbox message is either pending or
+//! in Redis, never in between; it is always taken *before* `pending` (the
+//! lock table in `src/lib.rs`).
 
-use super::{HISTORY_LEN, INBOX_LEN, Store};
-use super::{SESSION_TTL, Session};
+use super::{CONVERSATION_LEN, HISTORY_LEN, INBOX_LEN, SESSION_TTL, Session, Store, Write};
 use crate::lock;
 use crate::protocol::{PrivateMessage, RoomMessage};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 pub const HISTORY_KEY: &str = "lanchat:history";
 pub const USERS_KEY: &str = "lanchat:users";
+pub const SEQ_KEY: &str = "lanchat:seq";
+pub const TRIMMED_KEY: &str = "lanchat:history:trimmed";
 
 pub fn inbox_key(name: &str) -> String {
     format!("lanchat:inbox:{name}")
+}
+
+pub fn conversation_key(name: &str) -> String {
+    format!("lanchat:conversation:{name}")
 }
 
 pub fn session_key(id: &str) -> String {
@@ -54,33 +68,88 @@ pub fn session_key(id: &str) -> String {
 }
 
 /// Longest we wait for Redis on one connect or command. A Redis that does
-/// not answer in this time counts as down.
+/// not answer in this time counts as unreachable (the contract's second).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry delays while Redis is down: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Session and user writes kept while Redis is down (see the module doc).
 pub const MAX_PENDING_RECORDS: usize = 10_000;
+/// Sessions and users remembered for outages. Past it, expired sessions go,
+/// then everything (it is only a fallback; Redis has them all).
+pub const MAX_CACHED: usize = 10_000;
 
-/// `RPUSH` unless a message with this id is already in the list, then
-/// `LTRIM` to the last `ARGV[3]`: atomic (Redis runs a script alone), and
-/// idempotent (a retried append is not doubled).
-const APPEND_SCRIPT: &str = r#"
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-for _, item in ipairs(items) do
-  if string.find(item, ARGV[2], 1, true) then return 0 end
+/// The commit script: for each write in ARGV (a kind, then its fields),
+/// gives messages their seq and appends them where they belong. Redis runs
+/// a script alone, so seqs and list order agree across every server.
+/// A message's JSON comes in two halves around its seq.
+static COMMIT_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&COMMIT_SOURCE));
+static COMMIT_SOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
+local function append(key, json, keep)
+  redis.call('RPUSH', key, json)
+  redis.call('LTRIM', key, -keep, -1)
 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
-return 1
-"#;
+local seqs = {{}}
+local i = 1
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'room' then
+    local seq = redis.call('INCR', '{SEQ_KEY}')
+    redis.call('RPUSH', '{HISTORY_KEY}', ARGV[i+1] .. seq .. ARGV[i+2])
+    while redis.call('LLEN', '{HISTORY_KEY}') > {HISTORY_LEN} do
+      local old = redis.call('LPOP', '{HISTORY_KEY}')
+      local trimmed = tonumber(string.match(old, '"seq":(%d+)')) or 0
+      if trimmed > (tonumber(redis.call('GET', '{TRIMMED_KEY}')) or 0) then
+        redis.call('SET', '{TRIMMED_KEY}', trimmed)
+      end
+    end
+    seqs[#seqs + 1] = seq
+    i = i + 3
+  elseif kind == 'private' then
+    -- head, tail, the sender's conversation key, the recipient's ('' when
+    -- the same), the inbox key ('' when not inboxed)
+    local seq = redis.call('INCR', '{SEQ_KEY}')
+    local json = ARGV[i+1] .. seq .. ARGV[i+2]
+    append(ARGV[i+3], json, {CONVERSATION_LEN})
+    if ARGV[i+4] ~= '' then append(ARGV[i+4], json, {CONVERSATION_LEN}) end
+    if ARGV[i+5] ~= '' then append(ARGV[i+5], json, {INBOX_LEN}) end
+    seqs[#seqs + 1] = seq
+    i = i + 6
+  else
+    -- 'append' (key, json, id needle, keep) or 'delete' (id needle)
+    local key, needle = '{HISTORY_KEY}', ARGV[i+1]
+    if kind == 'append' then key, needle = ARGV[i+1], ARGV[i+3] end
+    local found = nil
+    for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+      if string.find(item, needle, 1, true) then found = item break end
+    end
+    if kind == 'append' then
+      if not found then append(key, ARGV[i+2], tonumber(ARGV[i+4])) end
+      i = i + 5
+    else
+      if found then redis.call('LREM', key, 1, found) end
+      i = i + 2
+    end
+    seqs[#seqs + 1] = 0
+  end
+end
+return seqs
+"#
+    )
+});
 
 pub struct RedisStore {
     url: String,
     client: redis::Client,
     shared: Arc<Shared>,
-    /// Idle connections for reads (a connection serves one thread at a time).
+    /// Idle connections for reads and commits (one thread at a time each).
     readers: Mutex<Vec<redis::Connection>>,
+    /// The highest seq this server has given or seen given: the next one
+    /// while Redis is unreachable.
+    last_seq: AtomicU64,
 }
 
 /// What the writer thread and the store share.
@@ -88,22 +157,27 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Signalled when a write is added (and when the writer has drained).
     changed: Condvar,
-    /// Held by the writer while it sends a batch, and by `take_inbox`, so
-    /// that an inbox message is either still pending or already in Redis.
+    /// See the module doc: taken before `pending`, never after.
     in_flight: Mutex<()>,
     /// Since when Redis has been unreachable, if it is.
     outage: Mutex<Option<Instant>>,
     cache: Mutex<Cache>,
 }
 
-/// Writes accepted but not yet in Redis. Each has a sequence number, so
-/// the writer can remove exactly what it wrote while new writes arrive.
+/// Writes accepted but not yet in Redis. Each has a ticket, so the writer
+/// can remove exactly what it wrote while new writes arrive.
 #[derive(Default)]
 struct Pending {
-    next_seq: u64,
-    history: VecDeque<(u64, Append)>,
-    inboxes: BTreeMap<String, VecDeque<(u64, Append)>>,
+    next_ticket: u64,
+    /// Every list append (history, inboxes, conversations), per key, the
+    /// last of each list only.
+    appends: BTreeMap<String, VecDeque<(u64, Append)>>,
+    /// Room messages to delete from the history (by id).
+    deletes: VecDeque<(u64, String)>,
     records: VecDeque<(u64, Record)>,
+    /// `lanchat:seq` must be raised to at least this (seqs given here
+    /// while Redis was away).
+    seq_floor: u64,
 }
 
 /// A JSON message and its id (for the idempotence check).
@@ -120,11 +194,11 @@ enum Record {
     UserAdded { name: String },
 }
 
-/// What this process knows without asking Redis.
+/// What this process knows without asking Redis, for outages.
 #[derive(Default)]
 struct Cache {
+    /// session id -> (name, when it expires)
     sessions: HashMap<String, (String, Instant)>,
-    ended: HashSet<String>,
     users: HashSet<String>,
 }
 
@@ -136,8 +210,9 @@ impl RedisStore {
         let unreachable = |e: redis::RedisError| format!("cannot reach Redis at {url}: {e}");
         let client = redis::Client::open(url).map_err(unreachable)?;
         let mut connection = open_redis(&client).map_err(unreachable)?;
-        redis::cmd("PING")
-            .query::<String>(&mut connection)
+        let last_seq: Option<u64> = redis::cmd("GET")
+            .arg(SEQ_KEY)
+            .query(&mut connection)
             .map_err(unreachable)?;
         let store = RedisStore {
             url: url.to_string(),
@@ -150,6 +225,7 @@ impl RedisStore {
                 cache: Mutex::new(Cache::default()),
             }),
             readers: Mutex::new(vec![connection]),
+            last_seq: AtomicU64::new(last_seq.unwrap_or(0)),
         };
         let shared = store.shared.clone();
         let url = url.to_string();
@@ -183,20 +259,165 @@ impl RedisStore {
 
     fn queue(&self, add: impl FnOnce(&mut Pending, u64)) {
         let mut pending = lock(&self.shared.pending);
-        let seq = pending.next_seq;
-        pending.next_seq += 1;
-        add(&mut pending, seq);
+        let ticket = pending.next_ticket;
+        pending.next_ticket += 1;
+        add(&mut pending, ticket);
         self.shared.changed.notify_all();
     }
 
     fn queue_record(&self, record: Record) {
-        self.queue(|pending, seq| {
+        self.queue(|pending, ticket| {
             if pending.records.len() == MAX_PENDING_RECORDS {
                 pending.records.pop_front();
                 error!("Redis has been down too long: a session or user write was dropped");
             }
-            pending.records.push_back((seq, record));
+            pending.records.push_back((ticket, record));
         });
+    }
+
+    /// Commits `writes` with one run of the commit script; false if Redis
+    /// did not answer (nothing can be assumed of what landed then).
+    fn commit_now(&self, writes: &mut [Write]) -> bool {
+        let mut invocation = COMMIT_SCRIPT.prepare_invoke();
+        for write in writes.iter() {
+            match write {
+                Write::Room(message) => {
+                    let json = to_json(message);
+                    let (head, tail) = split_at_seq(&json);
+                    invocation.arg("room").arg(head).arg(tail);
+                }
+                Write::Private { message, inboxed } => {
+                    let json = to_json(message);
+                    let (head, tail) = split_at_seq(&json);
+                    let other = if message.to != message.from {
+                        conversation_key(&message.to)
+                    } else {
+                        String::new() // one conversation: oneself
+                    };
+                    let inbox = inboxed.then(|| inbox_key(&message.to)).unwrap_or_default();
+                    invocation
+                        .arg("private")
+                        .arg(head)
+                        .arg(tail)
+                        .arg(conversation_key(&message.from))
+                        .arg(other)
+                        .arg(inbox);
+                }
+                Write::Inbox(message) => {
+                    invocation
+                        .arg("append")
+                        .arg(inbox_key(&message.to))
+                        .arg(to_json(message))
+                        .arg(id_needle(&message.id))
+                        .arg(INBOX_LEN);
+                }
+                Write::Delete { id } => {
+                    invocation.arg("delete").arg(id_needle(id));
+                }
+            }
+        }
+        let Some(seqs) = self.read(|c| invocation.invoke::<Vec<u64>>(c)) else {
+            return false;
+        };
+        for (write, seq) in writes.iter_mut().zip(seqs) {
+            match write {
+                Write::Room(message) => message.seq = seq,
+                Write::Private { message, .. } => message.seq = seq,
+                Write::Inbox(_) | Write::Delete { .. } => continue,
+            }
+            self.last_seq.fetch_max(seq, Ordering::SeqCst);
+        }
+        true
+    }
+
+    /// Keeps `writes` pending (Redis is unreachable): seqs from this server's
+    /// counter, and every append for the writer thread.
+    fn commit_later(&self, writes: &mut [Write]) {
+        for write in writes.iter_mut() {
+            let append = |pending: &mut Pending, key: String, id: &str, json: String, keep| {
+                let ticket = pending.next_ticket;
+                pending.next_ticket += 1;
+                let list = pending.appends.entry(key).or_default();
+                if list.len() == keep {
+                    list.pop_front(); // would be trimmed away anyway
+                }
+                let id = id.to_string();
+                list.push_back((ticket, Append { id, json }));
+            };
+            let mut pending = lock(&self.shared.pending);
+            match write {
+                Write::Room(message) => {
+                    message.seq = self.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                    pending.seq_floor = message.seq;
+                    let json = to_json(message);
+                    append(
+                        &mut pending,
+                        HISTORY_KEY.into(),
+                        &message.id,
+                        json,
+                        HISTORY_LEN,
+                    );
+                }
+                Write::Private { message, inboxed } => {
+                    message.seq = self.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                    pending.seq_floor = message.seq;
+                    let json = to_json(message);
+                    let mut keys = vec![conversation_key(&message.from)];
+                    if message.to != message.from {
+                        keys.push(conversation_key(&message.to));
+                    }
+                    for key in keys {
+                        append(
+                            &mut pending,
+                            key,
+                            &message.id,
+                            json.clone(),
+                            CONVERSATION_LEN,
+                        );
+                    }
+                    if *inboxed {
+                        append(
+                            &mut pending,
+                            inbox_key(&message.to),
+                            &message.id,
+                            json,
+                            INBOX_LEN,
+                        );
+                    }
+                }
+                Write::Inbox(message) => {
+                    let json = to_json(message);
+                    append(
+                        &mut pending,
+                        inbox_key(&message.to),
+                        &message.id,
+                        json,
+                        INBOX_LEN,
+                    );
+                }
+                Write::Delete { id } => {
+                    if let Some(history) = pending.appends.get_mut(HISTORY_KEY) {
+                        history.retain(|(_, append)| append.id != *id);
+                    }
+                    let ticket = pending.next_ticket;
+                    pending.next_ticket += 1;
+                    pending.deletes.push_back((ticket, id.clone()));
+                }
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Whether a login's session write is still waiting for Redis.
+    fn session_pending(&self, id: &str) -> Option<String> {
+        lock(&self.shared.pending)
+            .records
+            .iter()
+            .rev()
+            .find_map(|(_, record)| match record {
+                Record::SessionCreated { id: pending, name } if pending == id => Some(name.clone()),
+                _ => None,
+            })
     }
 
     /// Waits until every pending write is in Redis, or `timeout` passes.
@@ -217,44 +438,49 @@ impl Store for RedisStore {
         !self.shared.in_outage()
     }
 
-    fn load_history(&self) -> Vec<RoomMessage> {
-        let raw: Vec<String> = self
-            .read(|c| {
-                redis::cmd("LRANGE")
-                    .arg(HISTORY_KEY)
-                    .arg(0)
-                    .arg(-1)
-                    .query(c)
-            })
+    fn load_history(&self) -> (Vec<RoomMessage>, u64) {
+        let read = self.read(|c| {
+            redis::pipe()
+                .cmd("LRANGE")
+                .arg(HISTORY_KEY)
+                .arg(0)
+                .arg(-1)
+                .cmd("GET")
+                .arg(TRIMMED_KEY)
+                .query::<(Vec<String>, Option<u64>)>(c)
+        });
+        let (raw, trimmed) = read.unwrap_or_default();
+        let messages = raw.iter().filter_map(|json| parse(json)).collect();
+        (messages, trimmed.unwrap_or(0))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::SeqCst)
+    }
+
+    fn commit(&self, writes: &mut [Write]) {
+        // Messages pending from an outage go first, to keep the lists in
+        // order: until the writer has sent them, new ones wait behind them.
+        let behind = lock(&self.shared.pending).has_messages();
+        if behind || !self.commit_now(writes) {
+            self.commit_later(writes);
+        }
+    }
+
+    fn conversation(&self, name: &str) -> Vec<PrivateMessage> {
+        let key = conversation_key(name);
+        let stored: Vec<String> = self
+            .read(|c| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))
             .unwrap_or_default();
-        raw.iter().filter_map(|json| parse(json)).collect()
-    }
-
-    fn append_history(&self, message: &RoomMessage) {
-        let append = Append {
-            id: message.id.clone(),
-            json: to_json(message),
-        };
-        self.queue(|pending, seq| {
-            if pending.history.len() == HISTORY_LEN {
-                pending.history.pop_front(); // would be trimmed away anyway
-            }
-            pending.history.push_back((seq, append));
-        });
-    }
-
-    fn push_inbox(&self, message: &PrivateMessage) {
-        let append = Append {
-            id: message.id.clone(),
-            json: to_json(message),
-        };
-        self.queue(|pending, seq| {
-            let inbox = pending.inboxes.entry(message.to.clone()).or_default();
-            if inbox.len() == INBOX_LEN {
-                inbox.pop_front(); // would be trimmed away anyway
-            }
-            inbox.push_back((seq, append));
-        });
+        let pending = lock(&self.shared.pending);
+        let waiting = pending.appends.get(&key).into_iter().flatten();
+        let mut messages: Vec<PrivateMessage> = stored
+            .iter()
+            .chain(waiting.map(|(_, append)| &append.json))
+            .filter_map(|json| parse(json))
+            .collect();
+        messages.drain(..messages.len().saturating_sub(CONVERSATION_LEN));
+        messages
     }
 
     fn take_inbox(&self, name: &str) -> Vec<PrivateMessage> {
@@ -262,7 +488,7 @@ impl Store for RedisStore {
         let key = inbox_key(name);
         let stored: Vec<String> = self
             .read(|c| {
-                let (items, ()): (Vec<String>, ()) = redis::pipe()
+                let (items,): (Vec<String>,) = redis::pipe()
                     .atomic()
                     .cmd("LRANGE")
                     .arg(&key)
@@ -271,56 +497,65 @@ impl Store for RedisStore {
                     .cmd("DEL")
                     .arg(&key)
                     .ignore()
-                    .query(c)
-                    .map(|(items,): (Vec<String>,)| (items, ()))?;
+                    .query(c)?;
                 Ok(items)
             })
             .unwrap_or_default();
         // Messages not yet written are newer than the stored ones.
         let waiting = lock(&self.shared.pending)
-            .inboxes
-            .remove(name)
+            .appends
+            .remove(&key)
             .unwrap_or_default();
-        let mut messages: Vec<PrivateMessage> =
-            stored.iter().filter_map(|json| parse(json)).collect();
-        messages.extend(waiting.iter().filter_map(|(_, append)| parse(&append.json)));
-        let skip = messages.len().saturating_sub(INBOX_LEN);
-        messages.drain(..skip);
+        let mut messages: Vec<PrivateMessage> = stored
+            .iter()
+            .chain(waiting.iter().map(|(_, append)| &append.json))
+            .filter_map(|json| parse(json))
+            .collect();
+        messages.drain(..messages.len().saturating_sub(INBOX_LEN));
         messages
     }
 
     fn create_session(&self, session: &Session) {
-        let mut cache = lock(&self.shared.cache);
-        cache.sessions.insert(
-            session.id.clone(),
-            (session.name.clone(), Instant::now() + SESSION_TTL),
-        );
-        cache.ended.remove(&session.id);
-        drop(cache);
-        self.queue_record(Record::SessionCreated {
-            id: session.id.clone(),
-            name: session.name.clone(),
+        lock(&self.shared.cache).remember(session, Instant::now() + SESSION_TTL);
+        let written = self.read(|c| {
+            redis::cmd("SET")
+                .arg(session_key(&session.id))
+                .arg(&session.name)
+                .arg("EX")
+                .arg(SESSION_TTL.as_secs())
+                .exec(c)
         });
+        if written.is_none() {
+            self.queue_record(Record::SessionCreated {
+                id: session.id.clone(),
+                name: session.name.clone(),
+            });
+        }
     }
 
     fn session_name(&self, id: &str) -> Option<String> {
-        if lock(&self.shared.cache).ended.contains(id) {
-            return None;
-        }
-        match self.read(|c| {
-            redis::cmd("GET")
+        let read = self.read(|c| {
+            redis::pipe()
+                .cmd("GET")
                 .arg(session_key(id))
-                .query::<Option<String>>(c)
-        }) {
-            Some(Some(name)) => {
-                let expires = Instant::now() + SESSION_TTL;
-                lock(&self.shared.cache)
-                    .sessions
-                    .insert(id.to_string(), (name.clone(), expires));
+                .cmd("PTTL")
+                .arg(session_key(id))
+                .query::<(Option<String>, i64)>(c)
+        });
+        match read {
+            // Redis is the truth: a session ended anywhere is refused here.
+            Some((Some(name), ttl_ms)) => {
+                let expires = Instant::now() + Duration::from_millis(ttl_ms.max(0) as u64);
+                let session = Session {
+                    id: id.to_string(),
+                    name: name.clone(),
+                };
+                lock(&self.shared.cache).remember(&session, expires);
                 Some(name)
             }
-            // Not in Redis: maybe its write is still pending.
-            Some(None) | None => {
+            // Logged in during an outage: its write may still be pending.
+            Some((None, _)) => self.session_pending(id),
+            None => {
                 let cache = lock(&self.shared.cache);
                 let (name, expires) = cache.sessions.get(id)?;
                 (*expires > Instant::now()).then(|| name.clone())
@@ -329,15 +564,15 @@ impl Store for RedisStore {
     }
 
     fn end_session(&self, id: &str) {
-        let mut cache = lock(&self.shared.cache);
-        cache.sessions.remove(id);
-        cache.ended.insert(id.to_string());
-        drop(cache);
-        self.queue_record(Record::SessionEnded { id: id.to_string() });
+        lock(&self.shared.cache).sessions.remove(id);
+        let deleted = self.read(|c| redis::cmd("DEL").arg(session_key(id)).exec(c));
+        if deleted.is_none() {
+            self.queue_record(Record::SessionEnded { id: id.to_string() });
+        }
     }
 
     fn add_user(&self, name: &str) {
-        lock(&self.shared.cache).users.insert(name.to_string());
+        lock(&self.shared.cache).remember_user(name);
         self.queue_record(Record::UserAdded {
             name: name.to_string(),
         });
@@ -354,7 +589,7 @@ impl Store for RedisStore {
                 .query::<bool>(c)
         });
         if known == Some(true) {
-            lock(&self.shared.cache).users.insert(name.to_string());
+            lock(&self.shared.cache).remember_user(name);
         }
         known.unwrap_or(false)
     }
@@ -364,27 +599,57 @@ impl Store for RedisStore {
     }
 }
 
-impl Pending {
-    fn len(&self) -> usize {
-        self.history.len()
-            + self.records.len()
-            + self.inboxes.values().map(VecDeque::len).sum::<usize>()
+impl Cache {
+    /// Remembers a session, within [`MAX_CACHED`].
+    fn remember(&mut self, session: &Session, expires: Instant) {
+        if self.sessions.len() >= MAX_CACHED && !self.sessions.contains_key(&session.id) {
+            let now = Instant::now();
+            self.sessions.retain(|_, (_, expires)| *expires > now);
+            if self.sessions.len() >= MAX_CACHED {
+                self.sessions.clear();
+            }
+        }
+        let entry = (session.name.clone(), expires);
+        self.sessions.insert(session.id.clone(), entry);
     }
 
-    /// Every pending write as one pipeline, and the last sequence number in it.
+    fn remember_user(&mut self, name: &str) {
+        if self.users.len() >= MAX_CACHED {
+            self.users.clear();
+        }
+        self.users.insert(name.to_string());
+    }
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.records.len()
+            + self.deletes.len()
+            + self.appends.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Whether messages wait (not only session and user records).
+    fn has_messages(&self) -> bool {
+        !self.deletes.is_empty() || self.appends.values().any(|list| !list.is_empty())
+    }
+
+    /// Every pending write as one pipeline, and the last ticket in it.
     fn batch(&self) -> Option<(redis::Pipeline, u64)> {
-        let last = self.next_seq.checked_sub(1)?;
+        let last = self.next_ticket.checked_sub(1)?;
         if self.len() == 0 {
             return None;
         }
         let mut pipe = redis::pipe();
-        for (_, append) in &self.history {
-            append_command(&mut pipe, HISTORY_KEY, append, HISTORY_LEN);
+        if self.seq_floor > 0 {
+            pipe.cmd("EVAL")
+                .arg(SEQ_FLOOR_SCRIPT)
+                .arg(1)
+                .arg(SEQ_KEY)
+                .arg(self.seq_floor)
+                .ignore();
         }
-        for (name, inbox) in &self.inboxes {
-            for (_, append) in inbox {
-                append_command(&mut pipe, &inbox_key(name), append, INBOX_LEN);
-            }
+        if self.has_messages() {
+            append_script_call(&mut pipe, self);
         }
         for (_, record) in &self.records {
             match record {
@@ -407,28 +672,52 @@ impl Pending {
         Some((pipe, last))
     }
 
-    /// Forgets every write up to `last`, now that Redis has it.
+    /// Forgets every write up to ticket `last`, now that Redis has it.
     fn written(&mut self, last: u64) {
-        self.history.retain(|(seq, _)| *seq > last);
-        self.records.retain(|(seq, _)| *seq > last);
-        for inbox in self.inboxes.values_mut() {
-            inbox.retain(|(seq, _)| *seq > last);
+        self.records.retain(|(ticket, _)| *ticket > last);
+        self.deletes.retain(|(ticket, _)| *ticket > last);
+        for list in self.appends.values_mut() {
+            list.retain(|(ticket, _)| *ticket > last);
         }
-        self.inboxes.retain(|_, inbox| !inbox.is_empty());
+        self.appends.retain(|_, list| !list.is_empty());
+        if !self.has_messages() {
+            self.seq_floor = 0;
+        }
     }
 }
 
-fn append_command(pipe: &mut redis::Pipeline, key: &str, append: &Append, keep: usize) {
-    // The id is searched as `"id":"<uuid>"` inside the stored JSON.
-    let needle = format!("\"id\":\"{}\"", append.id);
-    pipe.cmd("EVAL")
-        .arg(APPEND_SCRIPT)
-        .arg(1)
-        .arg(key)
-        .arg(&append.json)
-        .arg(needle)
-        .arg(keep)
-        .ignore();
+/// Raises `lanchat:seq` to at least ARGV[1].
+const SEQ_FLOOR_SCRIPT: &str = r#"
+if (tonumber(redis.call('GET', KEYS[1])) or 0) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
+/// Adds to `pipe` one `EVAL` of the commit script with every pending
+/// append and delete (idempotent: appends skip an id already kept).
+fn append_script_call(pipe: &mut redis::Pipeline, pending: &Pending) {
+    let cmd = pipe.cmd("EVAL").arg(COMMIT_SOURCE.as_str()).arg(0);
+    for (key, list) in &pending.appends {
+        let keep = if key == HISTORY_KEY {
+            HISTORY_LEN
+        } else if key.starts_with("lanchat:inbox:") {
+            INBOX_LEN
+        } else {
+            CONVERSATION_LEN
+        };
+        for (_, append) in list {
+            cmd.arg("append")
+                .arg(key)
+                .arg(&append.json)
+                .arg(id_needle(&append.id))
+                .arg(keep);
+        }
+    }
+    for (_, id) in &pending.deletes {
+        cmd.arg("delete").arg(id_needle(id));
+    }
+    cmd.ignore();
 }
 
 impl Shared {
@@ -440,7 +729,10 @@ impl Shared {
     fn failed<T>(&self, url: &str, error: &redis::RedisError) -> Option<T> {
         let mut outage = lock(&self.outage);
         if outage.is_none() {
-            warn!("Redis at {url} is unreachable ({error}): chat goes on, writes wait in memory");
+            warn!(
+                "Redis at {url} is unreachable ({error}): chat goes on, writes wait in memory, \
+                 messages are not stored until it is back"
+            );
             *outage = Some(Instant::now());
         }
         None
@@ -462,17 +754,21 @@ fn writer(client: redis::Client, url: String, shared: Arc<Shared>) {
     let mut connection: Option<redis::Connection> = None;
     let mut retry = RETRY_FIRST;
     loop {
+        {
+            let pending = lock(&shared.pending);
+            let pending = shared
+                .changed
+                .wait_while(pending, |p| p.len() == 0 && !shared.in_outage())
+                .unwrap_or_else(|p| p.into_inner());
+            drop(pending);
+        }
+        // `in_flight` first, then the snapshot: a `take_inbox` cannot run
+        // between the two and take a message this batch is about to write.
+        let in_flight = lock(&shared.in_flight);
         let (batch, count) = {
-            let mut pending = lock(&shared.pending);
-            while pending.len() == 0 && !shared.in_outage() {
-                pending = shared
-                    .changed
-                    .wait(pending)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
+            let pending = lock(&shared.pending);
             (pending.batch(), pending.len())
         };
-        let in_flight = lock(&shared.in_flight);
         let result = connection
             .take()
             .map(Ok)
@@ -488,9 +784,8 @@ fn writer(client: redis::Client, url: String, shared: Arc<Shared>) {
             Ok(c) => {
                 connection = Some(c);
                 retry = RETRY_FIRST;
-                let mut pending = lock(&shared.pending);
                 if let Some((_, last)) = batch {
-                    pending.written(last);
+                    lock(&shared.pending).written(last);
                 }
                 drop(in_flight);
                 shared.recovered(&url, count);
@@ -514,6 +809,22 @@ pub fn open_redis(client: &redis::Client) -> Result<redis::Connection> {
     Ok(connection)
 }
 
+/// How a message's id is found inside its stored JSON.
+fn id_needle(id: &str) -> String {
+    format!("\"id\":\"{id}\"")
+}
+
+/// A message's JSON (serialized with seq 0) cut around its seq, for the
+/// commit script to put the real one in. The first `"seq":` is the field:
+/// inside a string, quotes are escaped.
+fn split_at_seq(json: &str) -> (&str, &str) {
+    let at = json
+        .find("\"seq\":0")
+        .expect("messages serialize their seq")
+        + "\"seq\":".len();
+    (&json[..at], &json[at + 1..])
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("messages are plain data and always serialize")
 }
@@ -523,4 +834,25 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
     serde_json::from_str(json)
         .map_err(|e| warn!("skipping a stored message that does not parse: {e}"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seq_is_cut_out_of_the_json() {
+        let message = RoomMessage {
+            id: "i".into(),
+            seq: 0,
+            from: "a".into(),
+            text: r#""seq":0 in a text"#.into(),
+            ts: 1,
+        };
+        let json = to_json(&message);
+        let (head, tail) = split_at_seq(&json);
+        let with_seq: RoomMessage = serde_json::from_str(&format!("{head}42{tail}")).unwrap();
+        assert_eq!(with_seq.seq, 42);
+        assert_eq!(with_seq.text, message.text);
+    }
 }

@@ -196,6 +196,53 @@ export function messageTexts(page) {
       .join('')));
 }
 
+// The highest seq among the messages on screen (the page keeps it in
+// data-seq), or null when none has one.
+export function lastSeqShown(page) {
+  return page.$$eval('.msg[data-seq]', (nodes) =>
+    (nodes.length === 0 ? null : Math.max(...nodes.map((node) => Number(node.dataset.seq)))));
+}
+
+// Puts a gate on the page's WebSockets to /ws, installed before the page
+// opens one. Open (the default), every socket goes through to the server
+// untouched. `close()` cuts the page's current socket (the server sees it
+// go) and turns away every new one, so the page stays disconnected and keeps
+// retrying; `open()` lets it through again and tells the page it is online,
+// so it retries at once. `urls` lists every socket the page asked for, so a
+// test can check which ones asked for `?after=`.
+export async function gateWebSockets(page) {
+  const gate = {
+    urls: [],
+    blocked: false,
+    current: null,
+    async close() {
+      gate.blocked = true;
+      const current = gate.current;
+      gate.current = null;
+      if (current) await current.close();
+    },
+    async open() {
+      gate.blocked = false;
+      await page.evaluate(() => window.dispatchEvent(new Event('online')));
+    },
+  };
+  await page.routeWebSocket((url) => url.pathname === '/ws', (route) => {
+    gate.urls.push(route.url());
+    if (gate.blocked) {
+      route.close().catch(() => {});
+      return;
+    }
+    gate.current = route;
+    route.connectToServer();
+  });
+  return gate;
+}
+
+// The `after` a socket URL asked for, or null without one.
+export function afterParam(url) {
+  return new URL(url).searchParams.get('after');
+}
+
 export async function screenshot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
