@@ -190,3 +190,58 @@ fn no_duplicates_under_concurrent_senders() {
     unique.dedup();
     assert_eq!(unique.len(), 90, "each message stored once");
 }
+
+/// Seqs strictly increase across servers, in the order messages were
+/// accepted, whichever server accepted them.
+#[test]
+fn seqs_increase_across_servers() {
+    let redis = RedisServer::start();
+    let [a, b]: [Server; 2] = servers(&redis, 2).try_into().ok().unwrap();
+    let (mut alice, _, _) = join(&a, "alice");
+    let (mut bob, _, _) = join(&b, "bob");
+    let mut seqs = Vec::new();
+    for n in 0..10 {
+        let (speaker, listener) = if n % 2 == 0 {
+            (&mut alice, &mut bob)
+        } else {
+            (&mut bob, &mut alice)
+        };
+        let text = format!("m{n}");
+        speaker.say(&text);
+        // Heard on the other server before the next one is said.
+        let heard = loop {
+            let frame = listener.recv_type("message");
+            if frame["text"] == text.as_str() {
+                break frame;
+            }
+        };
+        seqs.push(heard["seq"].as_u64().unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let stored: u64 = redis.query(&["GET", "lanchat:seq"]);
+    assert_eq!(stored, *seqs.last().unwrap());
+}
+
+/// A logout on one server is refused by the other at once, even though
+/// that server saw the session before (and cached it).
+#[test]
+fn a_logout_is_refused_everywhere_at_once() {
+    let redis = RedisServer::start();
+    let [a, b]: [Server; 2] = servers(&redis, 2).try_into().ok().unwrap();
+    let cookie = login(&a, "alice");
+    assert_eq!(
+        get(&b, "/", Some(&cookie)).status,
+        200,
+        "b knows the session"
+    );
+    assert_eq!(post_form(&a, "/logout", "", Some(&cookie)).status, 303);
+    assert_eq!(
+        get(&b, "/", Some(&cookie)).status,
+        303,
+        "b sends her to login"
+    );
+    assert_eq!(
+        Client::connect_with(&b, Some(&cookie), &[]).err(),
+        Some(401)
+    );
+}

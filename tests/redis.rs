@@ -224,3 +224,135 @@ fn chat_survives_a_redis_outage() {
         redis.texts("lanchat:history") == want
     });
 }
+
+/// A sender's copy means stored: many senders say room and private
+/// messages (to someone offline, so they go to the inbox) while the server
+/// is SIGKILLed the moment the first copy arrives. Every message whose copy
+/// any sender saw is in Redis: history, inbox and both conversations.
+/// Repeated, as the moment of the kill varies.
+#[test]
+fn a_sender_copy_survives_sigkill() {
+    let redis = RedisServer::start();
+    for round in 0..8 {
+        let mut server = Server::start(&["--redis", &redis.url()]);
+        login(&server, "zed"); // known, never connected: private messages are inboxed
+        let clients: Vec<Client> = (0..6)
+            .map(|n| Client::join(&server, &format!("r{round}s{n}")).0)
+            .collect();
+        let (seen, seen_rx) = std::sync::mpsc::channel::<(String, String)>();
+        let senders: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut client)| {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    for k in 0..20 {
+                        let text = format!("r{round} s{n} #{k}");
+                        let frame = if k % 2 == 0 {
+                            json!({"type": "message", "text": text})
+                        } else {
+                            json!({"type": "private", "to": "zed", "text": text})
+                        };
+                        if client
+                            .ws
+                            .send(tungstenite::Message::text(frame.to_string()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        // Read until our own copy (others' messages pass by).
+                        loop {
+                            let Ok(tungstenite::Message::Text(raw)) = client.ws.read() else {
+                                return; // the server is gone
+                            };
+                            let frame: serde_json::Value = serde_json::from_str(&raw).unwrap();
+                            if frame["text"] == text.as_str() {
+                                let kind = frame["type"].as_str().unwrap().to_string();
+                                let _ = seen.send((kind, text.clone()));
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(seen);
+        // Kill the moment the first copies arrive (a few, after the first).
+        let first = seen_rx.recv_timeout(TIMEOUT).expect("a first copy");
+        let mut copies = vec![first];
+        while let Ok(copy) = seen_rx.try_recv() {
+            copies.push(copy);
+        }
+        server.child.kill().unwrap();
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        copies.extend(seen_rx.try_iter());
+
+        let history = redis.texts("lanchat:history");
+        let inbox = redis.texts("lanchat:inbox:zed");
+        let zed = redis.texts("lanchat:conversation:zed");
+        for (kind, text) in &copies {
+            if kind == "message" {
+                assert!(
+                    history.contains(text),
+                    "round {round}: {text} not in the history"
+                );
+            } else {
+                assert!(
+                    inbox.contains(text),
+                    "round {round}: {text} not in the inbox"
+                );
+                assert!(
+                    zed.contains(text),
+                    "round {round}: {text} not in the conversation"
+                );
+            }
+        }
+    }
+}
+
+/// With Redis, a restart keeps the order of seqs going, the private
+/// conversations, and deletions.
+#[test]
+fn seqs_conversations_and_deletions_survive_a_restart() {
+    let redis = RedisServer::start();
+    let first = Server::start(&["--redis", &redis.url()]);
+    let (mut alice, _) = Client::join(&first, "alice");
+    let bob_cookie = login(&first, "bob");
+    alice.say("keep me");
+    alice.say("delete me");
+    alice.recv_type("message");
+    let doomed = alice.recv_type("message");
+    alice.send(json!({"type": "delete", "id": doomed["id"]}));
+    alice.recv_type("deleted");
+    alice.send(json!({"type": "private", "to": "bob", "text": "psst"}));
+    let psst = alice.recv_type("private");
+    drop(alice);
+    drop(first);
+
+    let second = Server::start(&["--redis", &redis.url()]);
+    let mut bob = Client::connect(&second, &bob_cookie);
+    let (_, history, offline) = bob.opening();
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["keep me"]);
+    assert_eq!(offline["messages"][0]["text"], "psst");
+    assert_eq!(offline["messages"][0]["seq"], psst["seq"]);
+    bob.send(json!({"type": "private", "to": "alice", "text": "back"}));
+    let back = bob.recv_type("private");
+    assert!(back["seq"].as_u64() > psst["seq"].as_u64(), "seqs go on");
+    drop(bob);
+    let (_, history, _) = Client::connect(&second, &bob_cookie).opening();
+    let private: Vec<&str> = history["private"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(private, ["psst", "back"]);
+}

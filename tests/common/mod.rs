@@ -244,7 +244,23 @@ impl Client {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<Client, u16> {
-        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        Self::connect_path(addr, "/ws", cookie, headers)
+    }
+
+    /// Opens `/ws` resuming after `seq` (`/ws?after=SEQ`).
+    pub fn connect_after(server: &Server, cookie: &str, seq: u64) -> Client {
+        Self::connect_path(server.addr, &format!("/ws?after={seq}"), Some(cookie), &[])
+            .expect("upgrade refused")
+    }
+
+    /// [`Client::connect_to`] with any path (and query) on the server.
+    pub fn connect_path(
+        addr: SocketAddr,
+        path: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
+        let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
         if let Some(cookie) = cookie {
             request
                 .headers_mut()
@@ -279,6 +295,17 @@ impl Client {
         assert_eq!(client.recv()["type"], "history");
         assert_eq!(client.recv()["type"], "offline");
         (client, welcome)
+    }
+
+    /// Reads the three opening frames: (welcome, history, offline).
+    pub fn opening(&mut self) -> (Value, Value, Value) {
+        let welcome = self.recv();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let history = self.recv();
+        assert_eq!(history["type"], "history", "{history}");
+        let offline = self.recv();
+        assert_eq!(offline["type"], "offline", "{offline}");
+        (welcome, history, offline)
     }
 
     pub fn send_text(&mut self, text: &str) {
