@@ -356,3 +356,65 @@ fn seqs_conversations_and_deletions_survive_a_restart() {
         .collect();
     assert_eq!(private, ["psst", "back"]);
 }
+
+/// A private message inboxed during an outage waits in memory; when Redis
+/// is back, the writer sends it while the recipient takes its inbox. With
+/// the writer stopped (a store hook) between reading what is pending and
+/// writing it, the message is still taken exactly once.
+#[test]
+fn an_inbox_flushed_while_taken_is_taken_once() {
+    use lanchat::protocol::PrivateMessage;
+    use lanchat::store::{RedisStore, Store, Write};
+    let mut redis = RedisServer::start();
+    let store = std::sync::Arc::new(RedisStore::connect(&redis.url()).unwrap());
+    redis.kill();
+    let message = PrivateMessage {
+        id: "0b9e0d5e-4c59-4a0e-9b4e-8f7b8a1c2d3e".into(),
+        seq: 0,
+        from: "alice".into(),
+        to: "bob".into(),
+        text: "psst".into(),
+        ts: 1,
+    };
+    store.commit(&mut [Write::Private {
+        message,
+        inboxed: true,
+    }]);
+    assert!(!store.healthy(), "kept pending");
+
+    let (paused, writer_paused) = std::sync::mpsc::channel();
+    let (resume, writer_resume) = std::sync::mpsc::channel();
+    store.pause_writer(paused, writer_resume);
+    redis.restart();
+    writer_paused
+        .recv_timeout(TIMEOUT)
+        .expect("the writer read what is pending");
+    // Bob takes his inbox while the writer holds the message.
+    let taking = {
+        let store = store.clone();
+        std::thread::spawn(move || store.take_inbox("bob"))
+    };
+    // Time for a take that did not wait for the writer to finish (the bug
+    // this guards against) to take the message from memory.
+    let _ = taking_finished_within(&taking, std::time::Duration::from_millis(300));
+    resume.send(()).unwrap();
+    let mut taken = taking.join().unwrap().len();
+    wait_for("the writer to finish", || store.healthy());
+    taken += store.take_inbox("bob").len();
+    assert_eq!(taken, 1, "psst taken exactly once");
+}
+
+/// Whether `thread` ends within `limit` (polled; it is not joined).
+fn taking_finished_within<T>(
+    thread: &std::thread::JoinHandle<T>,
+    limit: std::time::Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if thread.is_finished() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    false
+}

@@ -47,6 +47,7 @@ use crate::protocol::{PrivateMessage, RoomMessage};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,8 @@ struct Shared {
     /// Since when Redis has been unreachable, if it is.
     outage: Mutex<Option<Instant>>,
     cache: Mutex<Cache>,
+    /// A test hook: see [`RedisStore::pause_writer`].
+    pause_for_test: Mutex<Option<(Sender<()>, Receiver<()>)>>,
 }
 
 /// Writes accepted but not yet in Redis. Each has a ticket, so the writer
@@ -223,6 +226,7 @@ impl RedisStore {
                 in_flight: Mutex::new(()),
                 outage: Mutex::new(None),
                 cache: Mutex::new(Cache::default()),
+                pause_for_test: Mutex::new(None),
             }),
             readers: Mutex::new(vec![connection]),
             last_seq: AtomicU64::new(last_seq.unwrap_or(0)),
@@ -418,6 +422,14 @@ impl RedisStore {
                 Record::SessionCreated { id: pending, name } if pending == id => Some(name.clone()),
                 _ => None,
             })
+    }
+
+    /// For tests: the next time the writer has read what is pending, it
+    /// says so on `paused` and waits for `resume` before writing it (to
+    /// widen the window a race with `take_inbox` would need).
+    #[doc(hidden)]
+    pub fn pause_writer(&self, paused: Sender<()>, resume: Receiver<()>) {
+        *lock(&self.shared.pause_for_test) = Some((paused, resume));
     }
 
     /// Waits until every pending write is in Redis, or `timeout` passes.
@@ -769,6 +781,12 @@ fn writer(client: redis::Client, url: String, shared: Arc<Shared>) {
             let pending = lock(&shared.pending);
             (pending.batch(), pending.len())
         };
+        if batch.is_some()
+            && let Some((paused, resume)) = lock(&shared.pause_for_test).take()
+        {
+            let _ = paused.send(());
+            let _ = resume.recv();
+        }
         let result = connection
             .take()
             .map(Ok)
