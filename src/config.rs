@@ -3,8 +3,11 @@
 //! The flags are the ones pinned by the wire contract (`docs/PROTOCOL.md`):
 //! a bad flag is exit code 2 with the usage text, `--help` prints it,
 //! `--version` prints the version.
-//! `REDIS_URL` and `RUST_LOG` are read here too, so the rest of the program
-//! sees one value for each setting.
+//! `REDIS_URL`, `RUST_LOG` and `LANCHAT_HOST_KEY` are read here too, so the
+//! rest of the program sees one value for each setting.
+//!
+//! `lanchat join ...` is the terminal client (`client.rs`): its own few
+//! flags, parsed by [`parse_command`] into [`JoinArgs`].
 
 use log::LevelFilter;
 use std::path::PathBuf;
@@ -13,6 +16,8 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
+               [--host-key KEY] [--qr auto|always|never] [--mdns NAME | --no-mdns]
+       lanchat join [URL] [--name NAME] [--password PASSWORD]
        lanchat --version | --help
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
@@ -24,7 +29,19 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
   --max-connections N    open connections beyond this get 503 (default 10000)
   --heartbeat SECS       ping a WebSocket silent this long; close it after
                          2 to 3 times this long (default 30)
-  --www DIR              serve the page from DIR instead of the embedded copy";
+  --www DIR              serve the page from DIR instead of the embedded copy
+  --host-key KEY         the secret of the host link (env LANCHAT_HOST_KEY;
+                         default: a new random key at each start)
+  --qr WHEN              print a QR code of the LAN address at start: auto
+                         (when stdout is a terminal), always, never
+  --mdns NAME            announce NAME.local on the LAN (default lanchat)
+  --no-mdns              announce nothing
+
+lanchat join: chat from this terminal
+  URL                    the chat's address, e.g. http://192.168.1.23:8000
+                         (default: find lanchat.local on the LAN)
+  --name NAME            your name (default: asked on the terminal)
+  --password PASSWORD    the name's password, if it has one";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +54,37 @@ pub struct Config {
     /// twice this long (see the heartbeat in `connection.rs`).
     pub heartbeat: Duration,
     pub www: Option<PathBuf>,
+    /// The secret of the host link; `None`: `run` draws a random one.
+    pub host_key: Option<String>,
+    pub qr: QrMode,
+    /// The name to announce as `NAME.local` by mDNS; `None`: `--no-mdns`.
+    pub mdns: Option<String>,
+}
+
+/// When to print the QR code of the LAN address at start (`--qr`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QrMode {
+    /// When stdout is a terminal: a person is looking, not a log file.
+    Auto,
+    Always,
+    Never,
+}
+
+/// What the command line asks for: run a server, or join one.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Config),
+    Join(JoinArgs),
+}
+
+/// `lanchat join [URL] [--name NAME] [--password PASSWORD]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinArgs {
+    /// `None`: look for `lanchat.local` by mDNS.
+    pub url: Option<String>,
+    /// `None`: ask on the terminal.
+    pub name: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -59,6 +107,9 @@ impl Default for Config {
             max_connections: 10_000,
             heartbeat: Duration::from_secs(30),
             www: None,
+            host_key: None,
+            qr: QrMode::Auto,
+            mdns: Some("lanchat".into()),
         }
     }
 }
@@ -127,11 +178,44 @@ impl Config {
                     config.heartbeat = Duration::from_secs_f64(secs);
                 }
                 "--www" => config.www = Some(PathBuf::from(value()?)),
+                "--host-key" => {
+                    let key = value()?;
+                    if key.is_empty() {
+                        return Err(ArgsError::Bad(format!("{flag} must not be empty")));
+                    }
+                    config.host_key = Some(key);
+                }
+                "--qr" => {
+                    config.qr = match value()?.as_str() {
+                        "auto" => QrMode::Auto,
+                        "always" => QrMode::Always,
+                        "never" => QrMode::Never,
+                        other => {
+                            return Err(ArgsError::Bad(format!(
+                                "{flag}: expected auto, always or never, got {other:?}"
+                            )));
+                        }
+                    }
+                }
+                "--mdns" => {
+                    let name = value()?;
+                    if !is_dns_label(&name) {
+                        return Err(ArgsError::Bad(format!(
+                            "{flag}: {name:?} is not a DNS name: 1 to 63 letters, digits \
+                             and hyphens, not starting or ending with a hyphen"
+                        )));
+                    }
+                    config.mdns = Some(name);
+                }
+                "--no-mdns" if inline.is_none() => config.mdns = None,
                 _ => return Err(ArgsError::Bad(format!("unknown argument {arg:?}"))),
             }
         }
         if config.redis.is_none() {
             config.redis = env("REDIS_URL").filter(|url| !url.is_empty());
+        }
+        if config.host_key.is_none() {
+            config.host_key = env("LANCHAT_HOST_KEY").filter(|key| !key.is_empty());
         }
         if !log_level_given && let Some(level) = env("RUST_LOG").as_deref().and_then(rust_log_level)
         {
@@ -139,6 +223,56 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Parses the whole command line: `join ...` for the terminal client,
+/// anything else for the server.
+pub fn parse_command(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, ArgsError> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("join") {
+        args.next();
+        return parse_join(args).map(Command::Join);
+    }
+    Config::parse(args, env).map(Command::Serve)
+}
+
+/// The flags of `lanchat join`, in the same two spellings as the server's.
+fn parse_join(args: impl IntoIterator<Item = String>) -> Result<JoinArgs, ArgsError> {
+    let mut join = JoinArgs::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(ArgsError::Help);
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.into())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| ArgsError::Bad(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--name" => join.name = Some(value()?),
+            "--password" => join.password = Some(value()?),
+            _ if !arg.starts_with('-') && join.url.is_none() => join.url = Some(arg),
+            _ => return Err(ArgsError::Bad(format!("join: unknown argument {arg:?}"))),
+        }
+    }
+    Ok(join)
+}
+
+/// A name that can be announced as `NAME.local`: one DNS label (RFC 1123).
+fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn number<T: std::str::FromStr>(flag: &str, raw: &str) -> Result<T, ArgsError> {
@@ -209,11 +343,49 @@ mod tests {
             &["--port"],
             &["--heartbeat", "0"],
             &["--log-level", "loud"],
+            &["--qr", "sometimes"],
+            &["--mdns", "my chat"],
+            &["--mdns", "-x"],
+            &["--host-key", ""],
+            &["--no-mdns=1"],
         ] {
             assert!(matches!(parse(args), Err(ArgsError::Bad(_))), "{args:?}");
         }
         assert_eq!(parse(&["--help"]).unwrap_err(), ArgsError::Help);
         assert_eq!(parse(&["--version"]).unwrap_err(), ArgsError::Version);
+    }
+
+    #[test]
+    fn qr_mdns_and_host_key() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.qr, c.mdns.as_deref(), c.host_key), (QrMode::Auto, Some("lanchat"), None));
+        let c = parse(&["--qr=never", "--no-mdns", "--host-key", "k"]).unwrap();
+        assert_eq!((c.qr, c.mdns, c.host_key.as_deref()), (QrMode::Never, None, Some("k")));
+        let c = parse(&["--qr", "always", "--mdns", "room-12"]).unwrap();
+        assert_eq!((c.qr, c.mdns.as_deref()), (QrMode::Always, Some("room-12")));
+        let env = |k: &str| (k == "LANCHAT_HOST_KEY").then(|| "from-env".to_string());
+        let c = Config::parse(Vec::<String>::new(), env).unwrap();
+        assert_eq!(c.host_key.as_deref(), Some("from-env"));
+        let c = Config::parse(["--host-key=flag".to_string()], env).unwrap();
+        assert_eq!(c.host_key.as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn join_is_a_subcommand() {
+        let command = |args: &[&str]| parse_command(args.iter().map(|s| s.to_string()), |_| None);
+        let Ok(Command::Join(join)) = command(&["join", "http://h:1", "--name=bot"]) else {
+            panic!("not a join");
+        };
+        assert_eq!(join.url.as_deref(), Some("http://h:1"));
+        assert_eq!(join.name.as_deref(), Some("bot"));
+        let Ok(Command::Join(join)) = command(&["join", "--password", "pw"]) else {
+            panic!("not a join");
+        };
+        assert_eq!((join.url, join.password.as_deref()), (None, Some("pw")));
+        for bad in [&["join", "a", "b"][..], &["join", "--nope"], &["join", "--name"]] {
+            assert!(matches!(command(bad), Err(ArgsError::Bad(_))), "{bad:?}");
+        }
+        assert!(matches!(command(&["--port", "1"]), Ok(Command::Serve(_))));
     }
 
     #[test]

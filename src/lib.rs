@@ -92,15 +92,19 @@
 //! Locks on the same row level are never held together. Each module's own
 //! doc says what it does under its locks.
 
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod lan;
+pub mod mdns;
 pub mod outbox;
 pub mod page;
 pub mod protocol;
+pub mod qr;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -3,7 +3,9 @@
 //!
 //! `index.html` is the chat page; `login.html` is the login form, a template
 //! whose `{{name}}`, `{{next}}` and `{{error}}` are filled in (HTML-escaped)
-//! by [`Page::login_form`]. Every other file is served as is.
+//! by [`Page::login_form`]. `join.html`, the projector page, is one too:
+//! [`Page::join_page`] puts the QR code and the address in it. Every other
+//! file is served as is.
 //!
 //! A request path never reaches the file system unchecked: it must be a
 //! plain relative path (no `..`, no `\`, no empty or hidden segment), and
@@ -82,6 +84,21 @@ impl Page {
             .replace("{{error}}", &escape_html(error))
             .into_bytes()
     }
+
+    /// The projector page with the QR code (an SVG image, trusted: made by
+    /// `qr.rs`) and the address (escaped) filled in. A `--www` folder
+    /// without its own `join.html` gets the embedded one.
+    pub fn join_page(&self, svg: &str, address: &str) -> Vec<u8> {
+        let template = self
+            .file("/join.html")
+            .or_else(|| Page::Embedded.file("/join.html"))
+            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        template
+            .replace("{{address}}", &escape_html(address))
+            .replace("{{qr}}", svg)
+            .into_bytes()
+    }
 }
 
 /// Used when `www/` has no `login.html`: the server still works.
@@ -150,6 +167,13 @@ mod tests {
             assert!(page.file("/escape").is_none());
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn join_page_fills_in_the_code_and_escapes_the_address() {
+        let html = String::from_utf8(Page::Embedded.join_page("<svg></svg>", "http://a<b")).unwrap();
+        assert!(html.contains("<svg></svg>") && html.contains("http://a&lt;b"));
+        assert!(!html.contains("{{"));
     }
 
     #[test]

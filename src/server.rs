@@ -1,7 +1,8 @@
 //! The listener and the routes: one thread per connection.
 //!
-//! [`run`] binds the address, prints `listening on http://HOST:PORT`, then
-//! accepts forever. Each accepted socket gets its own thread (named
+//! [`run`] binds the address, prints `listening on http://HOST:PORT`, the
+//! host link and (when `--qr` says so) a QR code of the LAN address,
+//! announces `NAME.local` (`mdns.rs`), then accepts forever. Each accepted socket gets its own thread (named
 //! `conn-N`, with a small stack), which reads one HTTP request and answers
 //! it; a `GET /ws` goes to `connection.rs`, where the thread becomes that
 //! WebSocket's read pump.
@@ -20,6 +21,8 @@
 //! | `POST /logout`   | end the session, close its WebSockets, expire the cookies, `303 /login` |
 //! | `GET /ws`        | `connection::upgrade`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
 //! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |
+//! | `GET /join`      | [`join_page`]: the projector page, a QR code of [`join_url`] (no session) |
+//! | `GET /join.svg`  | that QR code alone (no session) |
 //! | `GET /<file>`    | a file of the page, else `404` |
 //! | other methods    | `405` on a known path, else `404` |
 //!
@@ -28,17 +31,18 @@
 //! `--max-connections` the accepting thread answers `503`.
 
 use crate::cluster::{self, Publisher};
-use crate::config::Config;
+use crate::config::{Config, QrMode};
 use crate::connection::{self, Settings};
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
 use crate::page::Page;
+use crate::{lan, mdns, qr};
 use crate::session::{self, SESSION_COOKIE};
 use crate::store::Session;
 use crate::store::{MemoryStore, RedisStore, Store};
 use log::{debug, error, info, warn};
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -67,6 +71,14 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Set on SIGINT/SIGTERM: accept nothing more.
     pub stopping: AtomicBool,
+    /// The secret of the host link (`--host-key`, else drawn at start).
+    pub host_key: String,
+    /// The chat's address for people on the LAN, `http://ADDR:PORT/`: the
+    /// host link's, without its path. What `/join` shows to a teacher who
+    /// opened it as `localhost`.
+    pub lan_url: String,
+    /// `NAME.local`, announced until shutdown (`--mdns`).
+    pub mdns: Option<mdns::Announcement>,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
@@ -81,6 +93,18 @@ pub fn run(config: Config) -> Result<(), String> {
     let page = Page::new(config.www.clone()).map_err(|e| format!("--www: {e}"))?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let reachable = lan::reachable(address.ip());
+    // The address to show people: the LAN's, else the bound one; bound to
+    // every interface of a machine with no network, this machine's own
+    // (`0.0.0.0` is no address to open).
+    let shown = match (reachable.lan, address.ip()) {
+        (Some(lan), _) => IpAddr::V4(lan),
+        (None, ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (None, ip) => ip,
+    };
+    let shown = SocketAddr::new(shown, address.port());
+    let host_key = config.host_key.clone().unwrap_or_else(new_host_key);
     info!("store: {}", store.kind());
     let events = cluster
         .clone()
@@ -100,25 +124,57 @@ pub fn run(config: Config) -> Result<(), String> {
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
+        host_key,
+        lan_url: format!("http://{shown}/"),
+        mdns: announce(&config, reachable.lan, address.port()),
     });
     watch_signals(shared.clone())?;
     // Ready: only now tell the world (tests and tools wait for this line).
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("lanchat listening on http://{address}");
-    let _ = std::io::stdout().flush();
-    if address.ip().is_unspecified() {
-        for interface in if_addrs::get_if_addrs().unwrap_or_default() {
-            if !interface.is_loopback() && interface.ip().is_ipv4() {
-                info!(
-                    "on the LAN, open http://{}:{}",
-                    interface.ip(),
-                    address.port()
-                );
-            }
-        }
+    print_start_lines(&shared, address, config.qr);
+    for other in &reachable.others {
+        let also = SocketAddr::new(IpAddr::V4(other.ip), address.port());
+        info!("also reachable at http://{also}/ ({})", other.name);
     }
     accept_loop(listener, shared);
     Ok(())
+}
+
+/// A new secret for the host link: two uuid v4, 122 random bits each from
+/// the system's random source, so above the contract's 128 bits.
+fn new_host_key() -> String {
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    format!("{}{}", a.simple(), b.simple())
+}
+
+/// The lines on stdout at start: where the server listens, the host link,
+/// and the QR code of the LAN address with that address under it.
+fn print_start_lines(shared: &Shared, address: SocketAddr, qr: QrMode) {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let terminal = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "lanchat listening on http://{address}");
+    let key = utf8_percent_encode(&shared.host_key, NON_ALPHANUMERIC);
+    let _ = writeln!(out, "host link: {}host?key={key}", shared.lan_url);
+    let show = qr == QrMode::Always || (qr == QrMode::Auto && terminal);
+    if show && let Some(code) = qr::Code::new(&shared.lan_url) {
+        let _ = write!(out, "\n{}", code.to_terminal(terminal));
+        let _ = writeln!(out, "scan to join, or open {}\n", shared.lan_url);
+    }
+    let _ = out.flush();
+}
+
+/// Announces `NAME.local` when `--mdns` asks for it and there is a LAN
+/// address to give (none when bound to loopback). A failure is a warning.
+fn announce(config: &Config, lan: Option<Ipv4Addr>, port: u16) -> Option<mdns::Announcement> {
+    let (Some(name), Some(ip)) = (&config.mdns, lan) else {
+        if config.mdns.is_some() {
+            debug!("mDNS: no LAN address, nothing announced");
+        }
+        return None;
+    };
+    mdns::announce(name, ip, port)
+        .map_err(|e| warn!("mDNS: cannot announce {name}.local: {e}"))
+        .ok()
 }
 
 /// On SIGINT or SIGTERM, shut down gracefully (see [`shut_down`]); on a
@@ -157,6 +213,9 @@ fn shut_down(shared: &Shared) {
     }
     if let Some(cluster) = &shared.cluster {
         cluster.close(SHUTDOWN_STORE_FLUSH / 2);
+    }
+    if let Some(announcement) = &shared.mdns {
+        announcement.withdraw();
     }
     let unsaved = shared.hub.store().flush(SHUTDOWN_STORE_FLUSH / 2);
     if unsaved > 0 {
@@ -274,6 +333,14 @@ fn route(request: &Request, shared: &Shared) -> Response {
             login_form(shared, 200, &name, session::safe_next(next.as_deref()), "")
         }
         ("/login", false) if request.method == "POST" => login(request, shared),
+        ("/join", true) => join_page(request, shared),
+        ("/join.svg", true) => match qr::Code::new(&join_url(request, shared)) {
+            Some(code) => Response::new(200, "image/svg+xml", code.to_svg())
+                .with_header("Cache-Control", "no-cache"),
+            None => Response::text(500, "the address is too long for a QR code"),
+        },
+        // The raw template, like login.html's.
+        ("/join.html", true) => Response::redirect("/join"),
         ("/logout", false) if request.method == "POST" => logout(request, shared),
         ("/healthz", true) => {
             let (connections, users) = shared.hub.counts();
@@ -283,7 +350,7 @@ fn route(request: &Request, shared: &Shared) -> Response {
             });
             Response::json(200, &body).with_header("Cache-Control", "no-store")
         }
-        ("/" | "/login" | "/healthz" | "/ws", false) => {
+        ("/" | "/login" | "/healthz" | "/ws" | "/join" | "/join.svg", false) => {
             Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD")
         }
         ("/logout", _) => Response::text(405, "method not allowed").with_header("Allow", "POST"),
@@ -298,6 +365,37 @@ fn serve_file(shared: &Shared, path: &str) -> Response {
             .with_header("Cache-Control", "no-cache"),
         None => Response::text(404, "not found"),
     }
+}
+
+/// The address a QR code shows for this request: the one the browser used
+/// (its `Host`), so that a phone reaches the server the same way; but when
+/// that only works on this machine (`localhost`, `127.0.0.1`), the LAN
+/// address of the host link line.
+pub fn join_url(request: &Request, shared: &Shared) -> String {
+    match request.header("host").map(str::trim) {
+        Some(host) if is_plain_host(host) && !lan::is_loopback_host(host) => {
+            format!("http://{host}/")
+        }
+        _ => shared.lan_url.clone(),
+    }
+}
+
+/// A `Host` worth putting in a QR code: a name or address and a port, no
+/// more (the header comes from the client, and ends up in a page).
+fn is_plain_host(host: &str) -> bool {
+    const LONGEST: usize = 255; // a DNS name, and a port
+    (1..=LONGEST).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
+/// `GET /join`: the projector page, its QR code inline.
+fn join_page(request: &Request, shared: &Shared) -> Response {
+    let url = join_url(request, shared);
+    let svg = qr::Code::new(&url).map(|code| code.to_svg()).unwrap_or_default();
+    Response::html(200, shared.page.join_page(&svg, url.trim_end_matches('/')))
+        .with_header("Cache-Control", "no-store")
 }
 
 fn login_form(shared: &Shared, status: u16, name: &str, next: &str, error: &str) -> Response {
