@@ -149,10 +149,7 @@ pub fn run(args: JoinArgs) -> Result<(), String> {
         ));
     }
     if state.refused > 0 {
-        return Err(format!(
-            "{} of the lines sent were refused",
-            state.refused
-        ));
+        return Err(format!("{} of the lines sent were refused", state.refused));
     }
     Ok(())
 }
@@ -181,9 +178,9 @@ impl Server {
             return Err(format!("{url}: no host in this URL"));
         }
         // A port after the host (and after an IPv6 address's brackets)?
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| !host.is_empty() && (!host.contains(':') || host.ends_with(']')));
+        let has_port = authority.rsplit_once(':').is_some_and(|(host, _)| {
+            !host.is_empty() && (!host.contains(':') || host.ends_with(']'))
+        });
         let authority = if has_port {
             authority.to_string()
         } else {
@@ -200,7 +197,10 @@ impl Server {
     /// No URL given: ask the LAN for `lanchat.local` (`mdns.rs`).
     fn discover() -> Result<Server, String> {
         let address = mdns::find(mdns::DEFAULT_NAME)?;
-        eprintln!("lanchat: found {}.local at http://{address}/", mdns::DEFAULT_NAME);
+        eprintln!(
+            "lanchat: found {}.local at http://{address}/",
+            mdns::DEFAULT_NAME
+        );
         Ok(Server {
             authority: address.to_string(),
             address,
@@ -256,14 +256,18 @@ impl Login {
         );
         let mut socket = server.connect()?;
         let no_answer = |e: io::Error| format!("no answer from {}: {e}", server.url());
-        socket.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(no_answer)?;
+        socket
+            .set_read_timeout(Some(HTTP_TIMEOUT))
+            .map_err(no_answer)?;
         socket.write_all(request.as_bytes()).map_err(no_answer)?;
         let mut bytes = Vec::new();
         let read = (&mut socket)
             .take(MAX_RESPONSE_BYTES)
             .read_to_end(&mut bytes);
         if bytes.is_empty() {
-            return Err(no_answer(read.err().unwrap_or(io::ErrorKind::UnexpectedEof.into())));
+            return Err(no_answer(
+                read.err().unwrap_or(io::ErrorKind::UnexpectedEof.into()),
+            ));
         }
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
@@ -692,10 +696,7 @@ fn handle_frame(frame: &Value, shared: &Arc<Shared>) {
         }
         "error" => {
             // The answer to a line we sent: it will not come back.
-            let private = matches!(
-                frame["code"].as_str(),
-                Some("unknown_user" | "private_off")
-            );
+            let private = matches!(frame["code"].as_str(), Some("unknown_user" | "private_off"));
             let position = state
                 .pending
                 .iter()
@@ -771,7 +772,10 @@ const HELP: &str = "a line is sent to everyone; /msg NAME TEXT sends it to NAME 
 /// Reads one line of input. The text is cleaned as the server would (no
 /// control characters, trimmed), so that its copy can be recognized.
 fn parse_input(line: &str) -> Input {
-    let line: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+    let line: String = line
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\t')
+        .collect();
     let line = line.trim();
     let (to, text) = match line.split_once(char::is_whitespace) {
         _ if line.is_empty() => return Input::Nothing,
@@ -787,7 +791,12 @@ fn parse_input(line: &str) -> Input {
             return Input::Bad(format!("unknown command; {HELP}"));
         }
         // `//text` sends `/text`.
-        _ => (None, line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line)),
+        _ => (
+            None,
+            line.strip_prefix('/')
+                .filter(|t| t.starts_with('/'))
+                .unwrap_or(line),
+        ),
     };
     if text.chars().count() > MAX_TEXT_CHARS {
         return Input::Bad(format!("longer than {MAX_TEXT_CHARS} characters"));
@@ -933,9 +942,18 @@ mod tests {
     fn urls() {
         let server = Server::from_url("http://127.0.0.1:8000/join").unwrap();
         assert_eq!(server.authority, "127.0.0.1:8000");
-        assert_eq!(Server::from_url("127.0.0.1").unwrap().authority, "127.0.0.1:80");
-        assert_eq!(Server::from_url("[::1]:9000").unwrap().authority, "[::1]:9000");
-        assert_eq!(Server::from_url("http://[::1]/").unwrap().authority, "[::1]:80");
+        assert_eq!(
+            Server::from_url("127.0.0.1").unwrap().authority,
+            "127.0.0.1:80"
+        );
+        assert_eq!(
+            Server::from_url("[::1]:9000").unwrap().authority,
+            "[::1]:9000"
+        );
+        assert_eq!(
+            Server::from_url("http://[::1]/").unwrap().authority,
+            "[::1]:80"
+        );
         assert!(Server::from_url("https://127.0.0.1/").is_err());
         assert!(Server::from_url("http:///").is_err());
     }
@@ -950,7 +968,10 @@ mod tests {
             text: "hi\nthere\u{1b}[2J".into(),
             ts: 0,
         };
-        assert_eq!(message.line(UtcOffset::UTC), "00:00 alice: hi\n      there[2J");
+        assert_eq!(
+            message.line(UtcOffset::UTC),
+            "00:00 alice: hi\n      there[2J"
+        );
         let private = Received {
             to: Some("bob".into()),
             text: "psst".into(),
@@ -962,7 +983,10 @@ mod tests {
     #[test]
     fn the_reason_of_a_refused_login() {
         let html = r#"<p id="login-error" class="error" role="alert">That name is in use &amp; taken.</p>"#;
-        assert_eq!(reason_in_form(html).unwrap(), "That name is in use & taken.");
+        assert_eq!(
+            reason_in_form(html).unwrap(),
+            "That name is in use & taken."
+        );
         let empty = r#"<p id="login-error" class="error" role="alert"></p>"#;
         assert_eq!(reason_in_form(empty), None);
     }

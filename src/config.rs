@@ -358,9 +358,15 @@ mod tests {
     #[test]
     fn qr_mdns_and_host_key() {
         let c = parse(&[]).unwrap();
-        assert_eq!((c.qr, c.mdns.as_deref(), c.host_key), (QrMode::Auto, Some("lanchat"), None));
+        assert_eq!(
+            (c.qr, c.mdns.as_deref(), c.host_key),
+            (QrMode::Auto, Some("lanchat"), None)
+        );
         let c = parse(&["--qr=never", "--no-mdns", "--host-key", "k"]).unwrap();
-        assert_eq!((c.qr, c.mdns, c.host_key.as_deref()), (QrMode::Never, None, Some("k")));
+        assert_eq!(
+            (c.qr, c.mdns, c.host_key.as_deref()),
+            (QrMode::Never, None, Some("k"))
+        );
         let c = parse(&["--qr", "always", "--mdns", "room-12"]).unwrap();
         assert_eq!((c.qr, c.mdns.as_deref()), (QrMode::Always, Some("room-12")));
         let env = |k: &str| (k == "LANCHAT_HOST_KEY").then(|| "from-env".to_string());
@@ -382,7 +388,11 @@ mod tests {
             panic!("not a join");
         };
         assert_eq!((join.url, join.password.as_deref()), (None, Some("pw")));
-        for bad in [&["join", "a", "b"][..], &["join", "--nope"], &["join", "--name"]] {
+        for bad in [
+            &["join", "a", "b"][..],
+            &["join", "--nope"],
+            &["join", "--name"],
+        ] {
             assert!(matches!(command(bad), Err(ArgsError::Bad(_))), "{bad:?}");
         }
         assert!(matches!(command(&["--port", "1"]), Ok(Command::Serve(_))));

@@ -126,8 +126,18 @@ fn default_route_interface(table: &str) -> Option<String> {
 /// one the people in the room can reach.
 fn looks_virtual(name: &str) -> bool {
     const PREFIXES: [&str; 12] = [
-        "docker", "br-", "veth", "virbr", "vmnet", "vboxnet", "tun", "tap", "wg", "utun",
-        "tailscale", "zt",
+        "docker",
+        "br-",
+        "veth",
+        "virbr",
+        "vmnet",
+        "vboxnet",
+        "tun",
+        "tap",
+        "wg",
+        "utun",
+        "tailscale",
+        "zt",
     ];
     PREFIXES.iter().any(|prefix| name.starts_with(prefix))
 }

@@ -6,23 +6,22 @@ use lanchat::config::{self, ArgsError, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let command = match config::parse_command(std::env::args().skip(1), |name| {
-        std::env::var(name).ok()
-    }) {
-        Ok(command) => command,
-        Err(ArgsError::Help) => {
-            println!("{}", config::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(ArgsError::Version) => {
-            println!("{}", config::VERSION);
-            return ExitCode::SUCCESS;
-        }
-        Err(ArgsError::Bad(reason)) => {
-            eprintln!("lanchat: {reason}\n\n{}", config::USAGE);
-            return ExitCode::from(2);
-        }
-    };
+    let command =
+        match config::parse_command(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+            Ok(command) => command,
+            Err(ArgsError::Help) => {
+                println!("{}", config::USAGE);
+                return ExitCode::SUCCESS;
+            }
+            Err(ArgsError::Version) => {
+                println!("{}", config::VERSION);
+                return ExitCode::SUCCESS;
+            }
+            Err(ArgsError::Bad(reason)) => {
+                eprintln!("lanchat: {reason}\n\n{}", config::USAGE);
+                return ExitCode::from(2);
+            }
+        };
     let result = match command {
         Command::Serve(config) => {
             config::init_logging(config.log_level);

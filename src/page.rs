@@ -171,7 +171,8 @@ mod tests {
 
     #[test]
     fn join_page_fills_in_the_code_and_escapes_the_address() {
-        let html = String::from_utf8(Page::Embedded.join_page("<svg></svg>", "http://a<b")).unwrap();
+        let html =
+            String::from_utf8(Page::Embedded.join_page("<svg></svg>", "http://a<b")).unwrap();
         assert!(html.contains("<svg></svg>") && html.contains("http://a&lt;b"));
         assert!(!html.contains("{{"));
     }

@@ -36,10 +36,10 @@ use crate::connection::{self, Settings};
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
 use crate::page::Page;
-use crate::{lan, mdns, qr};
 use crate::session::{self, SESSION_COOKIE};
 use crate::store::Session;
 use crate::store::{MemoryStore, RedisStore, Store};
+use crate::{lan, mdns, qr};
 use log::{debug, error, info, warn};
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -393,7 +393,9 @@ fn is_plain_host(host: &str) -> bool {
 /// `GET /join`: the projector page, its QR code inline.
 fn join_page(request: &Request, shared: &Shared) -> Response {
     let url = join_url(request, shared);
-    let svg = qr::Code::new(&url).map(|code| code.to_svg()).unwrap_or_default();
+    let svg = qr::Code::new(&url)
+        .map(|code| code.to_svg())
+        .unwrap_or_default();
     Response::html(200, shared.page.join_page(&svg, url.trim_end_matches('/')))
         .with_header("Cache-Control", "no-store")
 }

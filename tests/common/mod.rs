@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -20,6 +20,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Server {
     pub addr: SocketAddr,
     pub child: Child,
+    /// The lines it printed on stdout after the `listening on` line.
+    pub output: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -68,7 +70,31 @@ impl Server {
             .trim()
             .parse()
             .unwrap();
-        Ok(Server { addr, child })
+        Ok(Server {
+            addr,
+            child,
+            output: line,
+        })
+    }
+
+    /// The next line on stdout after those already read.
+    pub fn next_line(&self) -> String {
+        self.output
+            .recv_timeout(TIMEOUT)
+            .expect("a line on the server's stdout")
+    }
+
+    /// Stops the server (SIGTERM) and returns what it printed on stdout
+    /// that was not read yet, to the end.
+    pub fn stop_and_read_output(&mut self) -> Vec<String> {
+        self.signal("TERM");
+        let (code, _) = self.wait_exit();
+        assert_eq!(code, Some(0), "the server's exit code");
+        let mut lines = Vec::new();
+        while let Ok(line) = self.output.recv_timeout(TIMEOUT) {
+            lines.push(line); // ends when the reading thread hangs up
+        }
+        lines
     }
 
     /// `/healthz` as JSON.
@@ -383,6 +409,194 @@ impl Client {
                 Err(e) => panic!("connection ended without a close frame: {e}"),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- QR codes
+
+/// Decodes a QR code given as rows of modules (`true`: dark), quiet zone
+/// included, the way a phone would: drawn at 6 pixels a module, then found
+/// and read by `rqrr`.
+pub fn decode_qr(modules: &[Vec<bool>]) -> String {
+    const SCALE: usize = 6;
+    let side = modules.iter().map(Vec::len).max().unwrap_or(0);
+    let (width, height) = (side * SCALE, modules.len() * SCALE);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
+        let dark = modules[y / SCALE].get(x / SCALE).copied().unwrap_or(false);
+        if dark { 0 } else { 255 }
+    });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+/// The modules of an SVG made by lanchat (`qr.rs`): a `viewBox` of the
+/// side, and a path of runs `M{x} {y}h{n}v1h-{n}z`.
+pub fn svg_modules(svg: &str) -> Vec<Vec<bool>> {
+    let side: usize = svg
+        .split("viewBox=\"0 0 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("an SVG with a viewBox");
+    let mut modules = vec![vec![false; side]; side];
+    let path = svg
+        .split(" d=\"")
+        .nth(1)
+        .expect("a path")
+        .split('"')
+        .next()
+        .unwrap();
+    for run in path.split('M').skip(1) {
+        let (x, rest) = run.split_once(' ').unwrap();
+        let (y, rest) = rest.split_once('h').unwrap();
+        let n = rest.split('v').next().unwrap();
+        let (x, y, n): (usize, usize, usize) =
+            (x.parse().unwrap(), y.parse().unwrap(), n.parse().unwrap());
+        for module in &mut modules[y][x..x + n] {
+            *module = true;
+        }
+    }
+    modules
+}
+
+/// The modules of a QR code printed in half blocks: each character is two
+/// modules, one above the other.
+pub fn half_block_modules(lines: &[String]) -> Vec<Vec<bool>> {
+    let mut modules = Vec::new();
+    for line in lines {
+        let (top, bottom): (Vec<bool>, Vec<bool>) = line
+            .chars()
+            .map(|c| match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                ' ' => (false, false),
+                other => panic!("{other:?} in a QR code line"),
+            })
+            .unzip();
+        modules.push(top);
+        modules.push(bottom);
+    }
+    modules
+}
+
+// ---------------------------------------------------------------- lanchat join
+
+/// `lanchat join` as a subprocess, its stdin a pipe, its stdout and
+/// stderr read line by line. Killed when dropped.
+pub struct JoinProcess {
+    pub child: Child,
+    pub stdin: Option<std::process::ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    pub printed: Vec<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl JoinProcess {
+    /// Runs `lanchat join ARGS...`.
+    pub fn start(args: &[&str]) -> JoinProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat"))
+            .arg("join")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run lanchat join");
+        let stdin = child.stdin.take();
+        let (lines, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for text in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = lines.send(text);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = err.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                *collected.lock().unwrap() = text.clone();
+            }
+        });
+        JoinProcess {
+            child,
+            stdin,
+            stdout,
+            printed: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Writes a line to its stdin.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes its stdin: the end of its input.
+    pub fn end_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Reads stdout until a line contains `text`; returns that line.
+    pub fn wait_for_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.printed.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {text:?}; printed {:?}; stderr {:?}",
+                    self.printed,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for it to exit; returns its exit code, with the rest of its
+    /// stdout read into `printed`.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut code = None;
+        wait_for("lanchat join to exit", || {
+            code = self.child.try_wait().unwrap().map(|status| status.code());
+            code.is_some()
+        });
+        while let Ok(line) = self.stdout.recv_timeout(TIMEOUT) {
+            self.printed.push(line); // ends when the reading thread hangs up
+        }
+        // Its stderr reader ends too, at the end of the pipe.
+        wait_for("its stderr to be read", || {
+            Arc::strong_count(&self.stderr) == 1
+        });
+        code.unwrap()
+    }
+}
+
+impl Drop for JoinProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
