@@ -186,11 +186,24 @@ impl Server {
         } else {
             format!("{authority}:80")
         };
-        let address = authority
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot find {authority}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot find {authority}: no address"))?;
+        let address = match authority.to_socket_addrs() {
+            Ok(mut addresses) => addresses.next(),
+            Err(_) => None,
+        };
+        let address = match address {
+            Some(address) => address,
+            // The system cannot resolve `.local` names (Linux without
+            // nss-mdns, Android): ask the LAN ourselves, keep the port.
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) if host.to_ascii_lowercase().ends_with(".local") => {
+                    let label = &host[..host.len() - ".local".len()];
+                    let found = mdns::find(label)?;
+                    let port = port.parse().map_err(|_| format!("{url}: bad port"))?;
+                    SocketAddr::new(found.ip(), port)
+                }
+                _ => return Err(format!("cannot find {authority}: no such host")),
+            },
+        };
         Ok(Server { authority, address })
     }
 
