@@ -16,7 +16,7 @@
 //! them. An announcement that fails is a warning, never a reason not to
 //! start: the chat works without its name.
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub fn announce(name: &str, ip: Ipv4Addr, port: u16) -> Result<Announcement, Str
             }
         });
     watched.map_err(|e| e.to_string())?;
-    info!("mDNS: announcing http://{name}.local:{port}/ ({ip})");
+    debug!("mDNS: announcing {host} -> {ip}, port {port}");
     Ok(Announcement { daemon, fullname })
 }
 

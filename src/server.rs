@@ -104,7 +104,10 @@ pub fn run(config: Config) -> Result<(), String> {
         (None, ip) => ip,
     };
     let shown = SocketAddr::new(shown, address.port());
-    let host_key = config.host_key.clone().unwrap_or_else(new_host_key);
+    let host_key = match &config.host_key {
+        Some(key) => key.clone(),
+        None => new_host_key()?,
+    };
     info!("store: {}", store.kind());
     let events = cluster
         .clone()
@@ -131,6 +134,9 @@ pub fn run(config: Config) -> Result<(), String> {
     watch_signals(shared.clone())?;
     // Ready: only now tell the world (tests and tools wait for this line).
     print_start_lines(&shared, address, config.qr);
+    if let (Some(name), Some(_)) = (&config.mdns, &shared.mdns) {
+        info!("also at http://{name}.local:{}/ (mDNS)", address.port());
+    }
     for other in &reachable.others {
         let also = SocketAddr::new(IpAddr::V4(other.ip), address.port());
         info!("also reachable at http://{also}/ ({})", other.name);
@@ -139,11 +145,12 @@ pub fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// A new secret for the host link: two uuid v4, 122 random bits each from
-/// the system's random source, so above the contract's 128 bits.
-fn new_host_key() -> String {
-    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    format!("{}{}", a.simple(), b.simple())
+/// A new secret for the host link: 128 bits from the system's random
+/// source, in hex (32 characters: the host link fits an 80-column line).
+fn new_host_key() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no random host key: {e}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// The lines on stdout at start: where the server listens, the host link,
