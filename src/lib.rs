@@ -14,8 +14,11 @@
 //!
 //! | module         | role | its threads |
 //! |----------------|------|-------------|
-//! | [`config`]     | command-line flags -> [`config::Config`] | |
-//! | [`server`]     | the listener, one thread per connection, HTTP routes, shutdown | `main`, `conn-N`, `signals`, `shutdown` |
+//! | [`config`]     | command-line flags -> [`config::Config`], or `lanchat join`'s | |
+//! | [`server`]     | the listener, one thread per connection, HTTP routes (`/join` too), the start lines, shutdown | `main`, `conn-N`, `signals`, `shutdown` |
+//! | [`lan`]        | the LAN address people can reach: the default route's interface | |
+//! | [`qr`]         | QR codes of that address: terminal half blocks, SVG | |
+//! | [`mdns`]       | `NAME.local` on the LAN by multicast DNS (announce; find, for the client) | `mDNS_daemon` (the `mdns-sd` crate's), `mdns` (logs its events) |
 //! | [`http`]       | reading one request head and form, writing one response | |
 //! | [`session`]    | nicknames, the two cookies, who is logged in | |
 //! | [`page`]       | the web page in `www/` (embedded) and the login form | |
@@ -26,10 +29,13 @@
 //! | [`protocol`]   | the JSON frames in and out (encoded once per message), server events | |
 //! | [`store`]      | what outlives the process: memory or Redis | `redis-writer` |
 //! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) | `cluster-pub`, `cluster-sub` |
+//! | [`client`]     | `lanchat join`: the terminal client, in its own process | `main` (reads the socket), `stdin` |
 //!
 //! Imports point one way: `server` -> `connection` -> `hub` -> `fanout` ->
 //! `outbox` -> `protocol`; `hub` and `session` -> `store` -> `protocol`;
-//! `cluster` -> `hub` (it implements the hub's [`hub::EventSink`]).
+//! `cluster` -> `hub` (it implements the hub's [`hub::EventSink`]);
+//! `server` -> `lan`, `qr`, `mdns`; `client` -> `mdns`, `protocol` (and
+//! `connection`'s rate constants: it paces itself to the server's limit).
 //!
 //! # How a room message travels
 //!
@@ -90,7 +96,9 @@
 //! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions and users known here; idle read connections | any thread using the Redis store, briefly, one at a time |
 //!
 //! Locks on the same row level are never held together. Each module's own
-//! doc says what it does under its locks.
+//! doc says what it does under its locks. The terminal client
+//! (`client.rs`) runs in a process of its own; its two locks are in its
+//! module doc.
 
 pub mod client;
 pub mod cluster;
