@@ -3,6 +3,7 @@
 #   redis-server  (Debian package redis-server): the Redis store tests
 #   chromium      (Debian package chromium):     the browser tests
 #   node, npm     (Debian packages nodejs, npm): drives chromium (playwright-core)
+#   ip            (Debian package iproute2):     the mDNS test's network namespace
 # As root it uses apt-get; otherwise it names the packages to install and fails.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v ip >/dev/null || missing+=(iproute2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
