@@ -1,11 +1,11 @@
 //! The listener and the routes: one thread per connection.
 //!
-//! [`run`] binds the address, prints `listening on http://HOST:PORT`, the
-//! host link and (when `--qr` says so) a QR code of the LAN address,
-//! announces `NAME.local` (`mdns.rs`), then accepts forever. Each accepted socket gets its own thread (named
-//! `conn-N`, with a small stack), which reads one HTTP request and answers
-//! it; a `GET /ws` goes to `connection.rs`, where the thread becomes that
-//! WebSocket's read pump.
+//! [`run`] binds the address, announces `NAME.local` (`mdns.rs`), prints
+//! `listening on http://HOST:PORT`, the host link and (when `--qr` says so)
+//! a QR code of the LAN address (`lan.rs`, `qr.rs`), then accepts forever.
+//! Each accepted socket gets its own thread (named `conn-N`, with a small
+//! stack), which reads one HTTP request and answers it; a `GET /ws` goes
+//! to `connection.rs`, where the thread becomes that WebSocket's read pump.
 //!
 //! Concurrency rule: the accepting thread never waits on a client (a refusal
 //! is one non-blocking write); everything a connection thread shares is in
