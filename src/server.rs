@@ -154,19 +154,25 @@ fn new_host_key() -> Result<String, String> {
 }
 
 /// The lines on stdout at start: where the server listens, the host link,
-/// and the QR code of the LAN address with that address under it.
+/// and the QR code of the LAN address with that address under it. All in
+/// one write, so that whoever has read the first line can read the rest
+/// (a process stopped right after it has printed them all).
 fn print_start_lines(shared: &Shared, address: SocketAddr, qr: QrMode) {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "lanchat listening on http://{address}");
     let key = utf8_percent_encode(&shared.host_key, NON_ALPHANUMERIC);
-    let _ = writeln!(out, "host link: {}host?key={key}", shared.lan_url);
+    let mut text = format!(
+        "lanchat listening on http://{address}\nhost link: {}host?key={key}\n",
+        shared.lan_url
+    );
     let show = qr == QrMode::Always || (qr == QrMode::Auto && terminal);
     if show && let Some(code) = qr::Code::new(&shared.lan_url) {
-        let _ = write!(out, "\n{}", code.to_terminal(terminal));
-        let _ = writeln!(out, "scan to join, or open {}\n", shared.lan_url);
+        text.push('\n');
+        text.push_str(&code.to_terminal(terminal));
+        text.push_str(&format!("scan to join, or open {}\n\n", shared.lan_url));
     }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 

@@ -40,7 +40,9 @@ fn start_lines_without_a_qr_code() {
     for qr in ["never", "auto"] {
         let mut server = Server::start(&["--qr", qr]);
         let output = server.stop_and_read_output();
-        let host_link = output.first().expect("a host link line");
+        let host_link = output
+            .first()
+            .unwrap_or_else(|| panic!("a host link line: {output:?}"));
         let key = host_link
             .strip_prefix(&format!("host link: http://{}/host?key=", server.addr))
             .unwrap_or_else(|| panic!("{host_link:?}"));
