@@ -21,7 +21,7 @@
 //! | [`mdns`]       | `NAME.local` on the LAN by multicast DNS (announce; find, for the client) | `mDNS_daemon` (the `mdns-sd` crate's), `mdns` (logs its events) |
 //! | [`http`]       | reading one request head and form, writing one response | |
 //! | [`session`]    | nicknames, the two cookies, who is logged in | |
-//! | [`page`]       | the web page in `www/` (embedded) and the login form | |
+//! | [`page`]       | the web page in `www/` (embedded), the login form and the join page | |
 //! | [`connection`] | one WebSocket: its handshake and read pump (heartbeat, rate limit) | `conn-N` after `101` |
 //! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
 //! | [`hub`]        | who is online, the recent history, deciding who gets what | |
@@ -97,8 +97,8 @@
 //!
 //! Locks on the same row level are never held together. Each module's own
 //! doc says what it does under its locks. The terminal client
-//! (`client.rs`) runs in a process of its own; its two locks are in its
-//! module doc.
+//! (`client.rs`) runs in a process of its own; its locks are in its module
+//! doc.
 
 pub mod client;
 pub mod cluster;
