@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
+               [--host-key KEY]
        lanchat --version | --help
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
@@ -24,7 +25,12 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
   --max-connections N    open connections beyond this get 503 (default 10000)
   --heartbeat SECS       ping a WebSocket silent this long; close it after
                          2 to 3 times this long (default 30)
-  --www DIR              serve the page from DIR instead of the embedded copy";
+  --www DIR              serve the page from DIR instead of the embedded copy
+  --host-key KEY         the secret of the host link (env LANCHAT_HOST_KEY;
+                         default: the one kept in Redis, or a new random one)";
+
+/// Shortest `--host-key`: a guessable key would make anyone a host.
+pub const MIN_HOST_KEY_CHARS: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +43,8 @@ pub struct Config {
     /// twice this long (see the heartbeat in `connection.rs`).
     pub heartbeat: Duration,
     pub www: Option<PathBuf>,
+    /// The host link's secret (`--host-key`, env `LANCHAT_HOST_KEY`).
+    pub host_key: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -59,6 +67,7 @@ impl Default for Config {
             max_connections: 10_000,
             heartbeat: Duration::from_secs(30),
             www: None,
+            host_key: None,
         }
     }
 }
@@ -127,11 +136,27 @@ impl Config {
                     config.heartbeat = Duration::from_secs_f64(secs);
                 }
                 "--www" => config.www = Some(PathBuf::from(value()?)),
+                "--host-key" => {
+                    let key = value()?;
+                    if key.len() < MIN_HOST_KEY_CHARS
+                        || !key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(ArgsError::Bad(format!(
+                            "{flag}: at least {MIN_HOST_KEY_CHARS} letters, digits, - or _"
+                        )));
+                    }
+                    config.host_key = Some(key);
+                }
                 _ => return Err(ArgsError::Bad(format!("unknown argument {arg:?}"))),
             }
         }
         if config.redis.is_none() {
             config.redis = env("REDIS_URL").filter(|url| !url.is_empty());
+        }
+        if config.host_key.is_none() {
+            config.host_key = env("LANCHAT_HOST_KEY").filter(|key| !key.is_empty());
         }
         if !log_level_given && let Some(level) = env("RUST_LOG").as_deref().and_then(rust_log_level)
         {

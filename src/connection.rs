@@ -58,7 +58,7 @@ pub fn upgrade(
     request: Request,
     already_read: Vec<u8>,
     hub: &Hub,
-    settings: Settings,
+    settings: &Settings,
 ) {
     let refusal = if !same_origin(&request) {
         Some(Response::text(403, "cross-origin WebSocket refused"))
@@ -96,7 +96,13 @@ pub fn upgrade(
         return;
     }
     let after = after.and_then(Result::ok);
-    if let Err(e) = run(socket, already_read, session, after, hub, settings) {
+    let host = session::is_host(&request, &settings.host_key);
+    let joining = Joining {
+        session,
+        after,
+        host,
+    };
+    if let Err(e) = run(socket, already_read, joining, hub, settings) {
         warn!("cannot start a WebSocket connection: {e}");
     }
 }
@@ -190,9 +196,12 @@ impl Write for ReadHalf {
 }
 
 /// Settings of a WebSocket connection, from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub heartbeat: Duration,
+    /// The host link's key: a connection whose `lanchat_host` cookie holds
+    /// it is a host's.
+    pub host_key: Arc<str>,
 }
 
 /// How a connection ended, logged once when it does.
@@ -214,14 +223,27 @@ enum Ending {
 /// Runs one upgraded connection to its end, on the calling thread (which
 /// becomes the read pump). `already_read` holds bytes that arrived after the
 /// HTTP request head.
+/// Who is connecting, and from where they resume.
+struct Joining {
+    session: Session,
+    /// The last seq the client saw (`?after=`).
+    after: Option<u64>,
+    /// Whether this is a host's connection.
+    host: bool,
+}
+
 fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
-    session: Session,
-    after: Option<u64>,
+    joining: Joining,
     hub: &Hub,
-    settings: Settings,
+    settings: &Settings,
 ) -> io::Result<()> {
+    let Joining {
+        session,
+        after,
+        host,
+    } = joining;
     let peer = socket
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -242,14 +264,14 @@ fn run(
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
-    hub.join(&session, outbox.clone(), after);
+    hub.join(&session, outbox.clone(), after, host);
     let registration = Registration {
         hub,
         id: outbox.id(),
     };
     outbox.release(); // welcome, history, offline: first, then anything else
     info!("{peer} {:?} connected", session.name);
-    let ending = read_pump(&mut ws, hub, &session, &outbox, settings);
+    let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings);
     drop(registration);
     match &ending {
         Ending::Failed(error) => warn!("{peer} {:?} disconnected: {error}", session.name),
@@ -286,8 +308,9 @@ fn read_pump(
     ws: &mut WebSocket<ReadHalf>,
     hub: &Hub,
     session: &Session,
+    host: bool,
     outbox: &Outbox,
-    settings: Settings,
+    settings: &Settings,
 ) -> Ending {
     let mut rate = RateLimit::new();
     let mut last_heard = Instant::now();
@@ -320,7 +343,7 @@ fn read_pump(
             Message::Text(text) => {
                 debug!("{:?} sent {:?}", session.name, text.as_str());
                 let reply = if rate.allow() {
-                    handle(hub, session, text.as_str()).err()
+                    handle(hub, session, host, text.as_str()).err()
                 } else {
                     Some(ClientError::new(
                         ErrorCode::RateLimited,
@@ -348,14 +371,12 @@ fn read_pump(
 }
 
 /// Does what a valid client frame asks; the error goes back to the sender.
-fn handle(hub: &Hub, session: &Session, raw: &str) -> Result<(), ClientError> {
+fn handle(hub: &Hub, session: &Session, host: bool, raw: &str) -> Result<(), ClientError> {
     match parse_client_frame(raw)? {
-        ClientFrame::Say { text } => {
-            hub.say(&session.name, text);
-            Ok(())
-        }
+        ClientFrame::Say { text } => hub.say(&session.name, text),
         ClientFrame::Whisper { to, text } => hub.whisper(&session.name, &to, text),
         ClientFrame::Delete { id } => hub.delete(&session.name, &id),
+        ClientFrame::Host(action) => hub.host_action(&session.name, host, action),
     }
 }
 
@@ -468,7 +489,7 @@ mod tests {
         let in_thread = hub.clone();
         let crashed = std::thread::spawn(move || {
             let outbox = Outbox::new_held(uuid::Uuid::new_v4(), Arc::new(socket));
-            in_thread.join(&session, outbox.clone(), None);
+            in_thread.join(&session, outbox.clone(), None, false);
             let _registration = Registration {
                 hub: &in_thread,
                 id: outbox.id(),

@@ -98,6 +98,7 @@ pub mod connection;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod names;
 pub mod outbox;
 pub mod page;
 pub mod protocol;

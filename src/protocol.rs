@@ -58,6 +58,16 @@ pub enum ServerFrame<'a> {
     Welcome {
         name: &'a str,
         users: Vec<&'a str>,
+        /// Those of `users` connected as a host.
+        hosts: Vec<&'a str>,
+        /// Whether this connection is a host's.
+        host: bool,
+        mode: Mode,
+        /// Only in a host's welcome.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        banned: Option<Vec<&'a str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        muted: Option<Vec<Muted<'a>>>,
     },
     History {
         messages: Vec<&'a RoomMessage>,
@@ -70,6 +80,7 @@ pub enum ServerFrame<'a> {
     Join {
         name: &'a str,
         ts: u64,
+        host: bool,
     },
     Leave {
         name: &'a str,
@@ -78,15 +89,68 @@ pub enum ServerFrame<'a> {
     Deleted {
         id: &'a str,
     },
+    /// The class mode changed (sent to everyone).
+    Mode(Mode),
+    Muted(Muted<'a>),
+    Unmuted {
+        name: &'a str,
+    },
+    Banned {
+        name: &'a str,
+    },
+    Unbanned {
+        name: &'a str,
+    },
+    Cleared,
     Error {
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Messages carry their own `"type"`: no second tag here.
     #[serde(untagged)]
     Message(&'a RoomMessage),
     #[serde(untagged)]
     Private(&'a PrivateMessage),
+}
+
+/// The class mode a host sets (the contract's `MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mode {
+    /// Only hosts may post to the room.
+    pub announce: bool,
+    /// Seconds a non-host waits between two room messages (0: no wait).
+    pub slow: u64,
+    /// Private messages between two non-hosts are allowed.
+    pub private: bool,
+    /// Non-hosts may upload files.
+    pub uploads: bool,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode {
+            announce: false,
+            slow: 0,
+            private: true,
+            uploads: true,
+        }
+    }
+}
+
+/// Longest slow-mode wait a host may set, in seconds.
+pub const MAX_SLOW_SECS: u64 = 3600;
+/// Longest mute, in minutes (a day).
+pub const MAX_MUTE_MINUTES: u64 = 1440;
+
+/// A muted name and when its mute ends (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Muted<'a> {
+    pub name: &'a str,
+    pub until: u64,
 }
 
 /// What one server tells the others (on the Redis channel `lanchat:events`,
@@ -108,10 +172,37 @@ pub enum Event {
     Presence {
         name: String,
         sessions: Vec<String>,
+        /// One of them is a host's connection.
+        #[serde(default)]
+        host: bool,
     },
     /// A room message was deleted (the sending server changed the store).
     Deleted {
         id: String,
+    },
+    /// A host changed the mode, muted or unmuted (`until: None`), banned or
+    /// unbanned someone, or cleared the history: the sending server changed
+    /// the store; the others update what they know and tell their clients.
+    Mode {
+        mode: Mode,
+    },
+    Mute {
+        name: String,
+        until: Option<u64>,
+    },
+    Ban {
+        name: String,
+        banned: bool,
+    },
+    Cleared,
+    /// Close these connections (a logout, kick or release on another
+    /// server): every connection of `session`, or of `name` when `session`
+    /// is none.
+    Close {
+        name: String,
+        session: Option<String>,
+        code: u16,
+        reason: String,
     },
 }
 
@@ -163,8 +254,13 @@ pub enum ErrorCode {
     Empty,
     TooLong,
     UnknownUser,
+    UnknownFile,
     NotFound,
     Forbidden,
+    Muted,
+    AnnounceOnly,
+    SlowMode,
+    PrivateOff,
     RateLimited,
 }
 
@@ -173,6 +269,10 @@ pub enum ErrorCode {
 pub struct ClientError {
     pub code: ErrorCode,
     pub message: String,
+    /// `muted`: when the mute ends (ms since the epoch).
+    pub until: Option<u64>,
+    /// `slow_mode`: how long to wait before the next room message.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ClientError {
@@ -180,6 +280,8 @@ impl ClientError {
         ClientError {
             code,
             message: message.into(),
+            until: None,
+            retry_after_ms: None,
         }
     }
 
@@ -187,6 +289,8 @@ impl ClientError {
         encode(&ServerFrame::Error {
             code: self.code,
             message: &self.message,
+            until: self.until,
+            retry_after_ms: self.retry_after_ms,
         })
     }
 }
@@ -200,6 +304,40 @@ pub enum ClientFrame {
     Whisper { to: String, text: String },
     /// `{"type":"delete","id":...}`
     Delete { id: String },
+    /// A host's frame (checked by the hub: `forbidden` for others).
+    Host(HostAction),
+}
+
+/// What a host may do (the contract's host frames).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostAction {
+    /// Only the fields given change.
+    Mode {
+        announce: Option<bool>,
+        slow: Option<u64>,
+        private: Option<bool>,
+        uploads: Option<bool>,
+    },
+    Mute {
+        name: String,
+        minutes: u64,
+    },
+    Unmute {
+        name: String,
+    },
+    Kick {
+        name: String,
+    },
+    Ban {
+        name: String,
+    },
+    Unban {
+        name: String,
+    },
+    Release {
+        name: String,
+    },
+    Clear,
 }
 
 /// Parses and validates one text frame from a client.
@@ -236,8 +374,59 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
             let id = field("id").ok_or_else(|| bad("a delete needs a string \"id\""))?;
             Ok(ClientFrame::Delete { id: id.to_string() })
         }
+        Some(kind @ ("mute" | "unmute" | "kick" | "ban" | "unban" | "release")) => {
+            let name = field("name")
+                .ok_or_else(|| bad(&format!("a {kind} needs a string \"name\"")))?
+                .trim()
+                .to_string();
+            let action = match kind {
+                "mute" => {
+                    let minutes = object
+                        .get("minutes")
+                        .and_then(|m| m.as_u64())
+                        .filter(|m| (1..=MAX_MUTE_MINUTES).contains(m))
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "a mute needs \"minutes\" from 1 to {MAX_MUTE_MINUTES}"
+                            ))
+                        })?;
+                    HostAction::Mute { name, minutes }
+                }
+                "unmute" => HostAction::Unmute { name },
+                "kick" => HostAction::Kick { name },
+                "ban" => HostAction::Ban { name },
+                "unban" => HostAction::Unban { name },
+                _ => HostAction::Release { name },
+            };
+            Ok(ClientFrame::Host(action))
+        }
+        Some("mode") => {
+            let flag = |name: &str| match object.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_bool()
+                    .map(Some)
+                    .ok_or_else(|| bad(&format!("\"{name}\" must be true or false"))),
+            };
+            let slow = match object.get("slow") {
+                None => None,
+                Some(value) => Some(
+                    value
+                        .as_u64()
+                        .filter(|s| *s <= MAX_SLOW_SECS)
+                        .ok_or_else(|| bad(&format!("\"slow\" is 0 to {MAX_SLOW_SECS} seconds")))?,
+                ),
+            };
+            Ok(ClientFrame::Host(HostAction::Mode {
+                announce: flag("announce")?,
+                slow,
+                private: flag("private")?,
+                uploads: flag("uploads")?,
+            }))
+        }
+        Some("clear") => Ok(ClientFrame::Host(HostAction::Clear)),
         Some(other) => Err(bad(&format!(
-            "unknown frame type {other:?}: expected \"message\", \"private\" or \"delete\""
+            "unknown frame type {other:?}: expected \"message\", \"private\", \"delete\" or a host frame"
         ))),
         None => Err(bad("a frame needs a string \"type\"")),
     }

@@ -32,9 +32,10 @@ use crate::config::Config;
 use crate::connection::{self, Settings};
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
+use crate::names;
 use crate::page::Page;
 use crate::session::{self, SESSION_COOKIE};
-use crate::store::Session;
+use crate::store::{Claim, Session};
 use crate::store::{MemoryStore, RedisStore, Store};
 use log::{debug, error, info, warn};
 use std::io::Write;
@@ -42,6 +43,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Stack of a connection thread (HTTP, then the read pump). Only touched
 /// pages cost memory; this is a ceiling, far above what a request needs.
@@ -82,6 +84,17 @@ pub fn run(config: Config) -> Result<(), String> {
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
     info!("store: {}", store.kind());
+    if store.kind() == "memory" {
+        info!(
+            "memory store: claimed names, passwords and moderation are forgotten when lanchat stops (--redis keeps them)"
+        );
+    }
+    // The host link's key: given, or kept in Redis (shared by every server
+    // of the chat), or new: 244 random bits.
+    let host_key = config.host_key.clone().unwrap_or_else(|| {
+        let new = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        store.host_key(&new)
+    });
     let events = cluster
         .clone()
         .map(|publisher| Arc::new(publisher) as Arc<dyn EventSink>);
@@ -96,6 +109,7 @@ pub fn run(config: Config) -> Result<(), String> {
         page,
         settings: Settings {
             heartbeat: config.heartbeat,
+            host_key: host_key.as_str().into(),
         },
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
@@ -105,7 +119,7 @@ pub fn run(config: Config) -> Result<(), String> {
     // Ready: only now tell the world (tests and tools wait for this line).
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     println!("lanchat listening on http://{address}");
-    let _ = std::io::stdout().flush();
+    let mut lan = address.ip();
     if address.ip().is_unspecified() {
         for interface in if_addrs::get_if_addrs().unwrap_or_default() {
             if !interface.is_loopback() && interface.ip().is_ipv4() {
@@ -114,9 +128,15 @@ pub fn run(config: Config) -> Result<(), String> {
                     interface.ip(),
                     address.port()
                 );
+                lan = interface.ip();
             }
         }
     }
+    println!(
+        "host link: http://{lan}:{}/host?key={host_key}",
+        address.port()
+    );
+    let _ = std::io::stdout().flush();
     accept_loop(listener, shared);
     Ok(())
 }
@@ -251,7 +271,7 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
     };
     debug!("{peer} {} {}", request.method, request.path);
     if request.path == "/ws" && request.method == "GET" {
-        return connection::upgrade(socket, request, rest, &shared.hub, shared.settings);
+        return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
     }
     let response = route(&request, shared);
     let _ = response.write_to(&mut socket, request.method == "HEAD");
@@ -275,6 +295,13 @@ fn route(request: &Request, shared: &Shared) -> Response {
         }
         ("/login", false) if request.method == "POST" => login(request, shared),
         ("/logout", false) if request.method == "POST" => logout(request, shared),
+        ("/password", false) if request.method == "POST" => set_password(request, shared),
+        ("/host", true) => match request.query_param("key") {
+            Some(key) if key == *shared.settings.host_key => Response::redirect("/")
+                .with_header("Set-Cookie", session::host_cookie(&key))
+                .with_header("Cache-Control", "no-store"),
+            _ => Response::text(403, "wrong or missing host key"),
+        },
         ("/healthz", true) => {
             let (connections, users) = shared.hub.counts();
             let body = serde_json::json!({
@@ -286,7 +313,9 @@ fn route(request: &Request, shared: &Shared) -> Response {
         ("/" | "/login" | "/healthz" | "/ws", false) => {
             Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD")
         }
-        ("/logout", _) => Response::text(405, "method not allowed").with_header("Allow", "POST"),
+        ("/logout" | "/password", _) => {
+            Response::text(405, "method not allowed").with_header("Allow", "POST")
+        }
         (path, true) => serve_file(shared, path),
         _ => Response::text(404, "not found"),
     }
@@ -305,36 +334,118 @@ fn login_form(shared: &Shared, status: u16, name: &str, next: &str, error: &str)
         .with_header("Cache-Control", "no-store")
 }
 
-/// `POST /login`: check the name, refuse it while another session has it
-/// open, else start (or refresh) a session and set both cookies.
+/// `POST /login`: check the name and the request's right to it (the
+/// contract's Claims), then start (or keep) a session and set both cookies.
 fn login(request: &Request, shared: &Shared) -> Response {
     let store = shared.hub.store();
-    let raw_name = http::form_field(&request.body, "name").unwrap_or_default();
-    let next = http::form_field(&request.body, "next");
+    let field = |name| http::form_field(&request.body, name);
+    let raw_name = field("name").unwrap_or_default();
+    let password = field("password").filter(|p| !p.is_empty());
+    let next = field("next");
     let next = session::safe_next(next.as_deref());
-    let name = match session::validate_name(&raw_name) {
+    let refuse = |status, name: &str, reason: &str| login_form(shared, status, name, next, reason);
+    let name = match names::validate(&raw_name) {
         Ok(name) => name,
-        Err(reason) => return login_form(shared, 400, raw_name.trim(), next, &reason),
+        Err(reason) => return refuse(400, raw_name.trim(), &reason),
     };
-    // The browser's current session keeps its id if it already holds this name.
-    let current = session::cookie(request, SESSION_COOKIE)
-        .filter(|id| store.session_name(id).as_deref() == Some(name.as_str()))
-        .map(str::to_string);
-    if shared.hub.taken_by_other_session(&name, current.as_deref()) {
-        let reason = "That name is in use right now. Please choose another.";
-        return login_form(shared, 409, &name, next, reason);
+    if let Some(Err(reason)) = password.as_deref().map(names::validate_password) {
+        return refuse(400, &name, &reason);
     }
-    let session = Session {
-        id: current.unwrap_or_else(session::new_session_id),
-        name,
+    let key = names::key(&name);
+    if store.banned(&key).is_some() {
+        return refuse(403, &name, "This name is banned from the chat.");
+    }
+    if store.password_failures(&key) >= names::MAX_PASSWORD_FAILURES {
+        let why = "Too many wrong passwords for this name. Try again in a minute.";
+        return refuse(429, &name, why);
+    }
+    // The browser's own live session of this name: logging in again keeps it.
+    let session = match session::authenticate(request, store) {
+        Some(current) if names::key(&current.name) == key => current,
+        _ => match claim(store, &key, &name, password.as_deref()) {
+            Ok(name) => Session {
+                id: session::new_session_id(),
+                name,
+            },
+            Err((status, reason)) => return refuse(status, &name, reason),
+        },
     };
     store.create_session(&session);
-    store.add_user(&session.name);
     info!("{:?} logged in", session.name);
     let [user_cookie, session_cookie] = session::login_cookies(&session);
     Response::redirect(next)
         .with_header("Set-Cookie", user_cookie)
         .with_header("Set-Cookie", session_cookie)
+}
+
+/// May a new session have the name with this key? Yes (with its display
+/// form) when it is free (it is claimed now, with `password` if given), or
+/// when the password is right; else the status and the reason.
+fn claim(
+    store: &dyn Store,
+    key: &str,
+    name: &str,
+    password: Option<&str>,
+) -> Result<String, (u16, &'static str)> {
+    let in_use = "That name is in use right now. Choose another name, or log out there first.";
+    let claimed = match store.claim(key) {
+        Some(claimed) => claimed,
+        None => {
+            let claim = Claim {
+                name: name.to_string(),
+                password: password.map(names::hash_password),
+            };
+            return match store.claim_name(key, &claim) {
+                None => Ok(claim.name),
+                Some(_) => Err((409, in_use)), // someone was faster
+            };
+        }
+    };
+    match (&claimed.password, password) {
+        (Some(hash), Some(given)) if names::password_matches(given, hash) => Ok(claimed.name),
+        (Some(_), Some(_)) => {
+            store.note_password_failure(key);
+            Err((403, "Wrong password for this name."))
+        }
+        (Some(_), None) => Err((
+            409,
+            "This name is protected by a password. Enter it to log in here too, or choose another name.",
+        )),
+        (None, _) if !store.sessions_of(key).is_empty() => Err((409, in_use)),
+        (None, _) => {
+            // Its last session ended without the claim noticing (it
+            // expired): the claim ends now, and the name is free.
+            store.end_claim(key);
+            claim(store, key, name, password)
+        }
+    }
+}
+
+/// `POST /password`: sets the name's password (`current` must match the
+/// one it has, if any).
+fn set_password(request: &Request, shared: &Shared) -> Response {
+    let store = shared.hub.store();
+    let Some(session) = session::authenticate(request, store) else {
+        return Response::text(401, "log in first");
+    };
+    let password = http::form_field(&request.body, "password").unwrap_or_default();
+    if let Err(reason) = names::validate_password(&password) {
+        return Response::text(400, &reason);
+    }
+    let key = names::key(&session.name);
+    let Some(claimed) = store.claim(&key) else {
+        return Response::text(401, "log in first");
+    };
+    if let Some(hash) = &claimed.password {
+        let current = http::form_field(&request.body, "current").unwrap_or_default();
+        if !names::password_matches(&current, hash) {
+            store.note_password_failure(&key);
+            return Response::text(403, "the current password is wrong");
+        }
+    }
+    store.set_password(&key, &names::hash_password(&password));
+    info!("{:?} set a password", session.name);
+    Response::new(204, "text/plain; charset=utf-8", Vec::new())
 }
 
 fn logout(request: &Request, shared: &Shared) -> Response {

@@ -79,9 +79,11 @@ fn opening_frames_in_order() {
     let cookie = login(&server, "bea");
     let mut bea = Client::connect(&server, &cookie);
     let welcome = bea.recv();
+    let mode = json!({"announce": false, "slow": 0, "private": true, "uploads": true});
     assert_eq!(
         welcome,
-        json!({"type": "welcome", "name": "bea", "users": ["anna", "bea", "zed", "Émil"]})
+        json!({"type": "welcome", "name": "bea", "users": ["anna", "bea", "zed", "Émil"],
+               "hosts": [], "host": false, "mode": mode})
     );
     let history = bea.recv();
     assert_eq!(history["type"], "history");

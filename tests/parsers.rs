@@ -4,9 +4,10 @@
 //! the contract's rules. `make fuzz` runs these with many more cases.
 
 use lanchat::http::{Request, form_field, parse_head};
+use lanchat::names::{MAX_NAME_CHARS, validate as validate_name};
 use lanchat::page::Page;
 use lanchat::protocol::{ClientFrame, MAX_TEXT_CHARS, parse_client_frame};
-use lanchat::session::{MAX_NAME_CHARS, cookie, cookie_name, safe_next, validate_name};
+use lanchat::session::{cookie, cookie_name, safe_next};
 use proptest::prelude::*;
 
 /// Bytes that look like HTTP often enough to reach deep into the parser.
@@ -95,13 +96,14 @@ proptest! {
     }
 
     #[test]
-    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
+    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete|mute|kick|mode|clear)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
         match parse_client_frame(&raw) {
             Ok(ClientFrame::Say { text }) | Ok(ClientFrame::Whisper { text, .. }) => {
                 prop_assert_eq!(text.trim(), text.as_str());
                 prop_assert!((1..=MAX_TEXT_CHARS).contains(&text.chars().count()));
             }
             Ok(ClientFrame::Delete { .. }) => prop_assert!(raw.contains("delete")),
+            Ok(ClientFrame::Host(_)) => prop_assert!(raw.contains("type")),
             Err(error) => prop_assert!(!error.message.is_empty()),
         }
     }
