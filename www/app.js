@@ -1,27 +1,54 @@
 /*
- * lanchat chat page: one WebSocket, a timeline, the list of who is online,
- * and a message box. No framework, no build step; the wire format is the
- * one in docs/PROTOCOL.md (frames welcome, history, offline, join, leave,
- * message, private, error).
+ * lanchat chat page: one WebSocket, a timeline, the people list, and a
+ * message box. No framework, no build step; the wire format is the one in
+ * docs/PROTOCOL.md (frames welcome, history, offline, join, leave, message,
+ * private, deleted, error).
  *
  * The file reads top to bottom:
  *
- *   1. State       Everything the page knows: my name, who is online, the
- *                  ids of the messages on screen, whom I am writing to.
+ *   1. State       Everything the page knows: my name, who is online, whom
+ *                  I have talked with privately, the ids of the messages on
+ *                  screen, the highest seq seen, whom I am writing to.
  *   2. Connection  connect() opens /ws and hands each JSON frame to its
  *                  handler in `handlers`. When the socket closes we retry
  *                  with exponential backoff; when it could not even open,
  *                  we first ask the server whether we are still logged in.
- *                  The server replays the history on every connect, so
- *                  message ids already on screen are skipped: a reconnect
- *                  adds what was missed and never shows a message twice.
- *   3. Rendering   Builds the DOM for messages, notices and the user list.
- *                  Text that users wrote is only ever put on the page with
- *                  textContent / text nodes, never innerHTML, so a message
- *                  like <img src=x onerror=alert(1)> shows up literally.
+ *                  Resuming (see "Where a connection starts" below): the
+ *                  first connect of a page load asks for the recent
+ *                  history; every reconnect asks only for what came after
+ *                  the last seq seen.
+ *   3. Rendering   Builds the DOM for messages, notices and the people
+ *                  list. Text that users wrote is only ever put on the page
+ *                  with textContent / text nodes, never innerHTML, so a
+ *                  message like <img src=x onerror=alert(1)> shows up
+ *                  literally.
  *   4. Composer    Enter sends, Shift+Enter breaks the line, a click on a
- *                  name switches to private mode, server errors appear
- *                  under the box.
+ *                  name switches to private mode, a click on "Delete" (twice:
+ *                  once to arm, once to confirm) deletes one's own room
+ *                  message, server errors appear under the box.
+ *
+ * Where a connection starts. Every room and private message carries a
+ * `seq`, increasing across the chat; the page keeps the highest one it has
+ * seen (history, offline and live frames alike).
+ *   - The first connect of a page load goes to plain /ws: the timeline is
+ *     empty, so it needs the recent history (the last 100 room messages)
+ *     and `history.private` (this name's last 100 private messages), which
+ *     is what brings the private conversations back after a reload or on a
+ *     second device. Asking for `after=` here would show only what is new.
+ *   - Every reconnect in the same page load (server restart, Wi-Fi blip,
+ *     a phone waking up) goes to /ws?after=<last seq>: the server replays
+ *     exactly what was missed, room and private, and says `gap: true` when
+ *     more room messages were missed than it keeps; the page then says so
+ *     in the timeline. Deletions made while away are not replayed (the
+ *     contract's choice); a reload shows the exact current view.
+ *   - The last seq is also kept in localStorage, per name. A page load uses
+ *     it only to mark where the reader left off: the messages after it get a
+ *     "New since your last visit" divider instead of "You joined at…".
+ *   - Message ids on screen are still remembered and skipped, as a safety
+ *     net, and so that a server without seqs (which replays the whole
+ *     history on every connect and ignores `after`) keeps working: a frame
+ *     without `seq` is simply not counted, and a missing `private` or `gap`
+ *     reads as none.
  */
 'use strict';
 
@@ -43,6 +70,14 @@ const GROUP_WINDOW_MS = 5 * 60 * 1000;
 // localStorage key for the remembered name; the login page reads it too.
 const NAME_KEY = 'lanchat.name';
 
+// localStorage key, followed by the name, for the highest seq this browser
+// has shown to that name (see "Where a connection starts" above).
+const SEQ_KEY_PREFIX = 'lanchat.lastSeq.';
+
+// A first click on "Delete" arms it; a second click within this time
+// deletes. No confirm() dialog: it would block the page and its socket.
+const DELETE_ARMED_MS = 4000;
+
 const BASE_TITLE = document.title;
 
 // What to say for an error frame that comes without its human-readable
@@ -53,7 +88,14 @@ const ERROR_TEXT = {
   rate_limited: 'You are sending too fast. Wait a moment and try again.',
   unknown_user: 'Nobody with that name has ever logged in here.',
   bad_request: 'The server did not understand that.',
+  not_found: 'That message is no longer there to delete.',
+  forbidden: 'You can only delete your own messages.',
 };
+
+// Errors that answer a delete, not a message: no text to give back.
+const DELETE_ERRORS = new Set(['not_found', 'forbidden']);
+
+const GAP_TEXT = 'You missed more messages than the server keeps; showing the latest.';
 
 /* ------------------------------------------------------------------ */
 /* 1. State                                                            */
@@ -62,9 +104,12 @@ const ERROR_TEXT = {
 const state = {
   me: null,            // my name, from the welcome frame
   online: [],          // names online now, sorted
-  seen: new Set(),     // ids of the messages on screen (dedupe across reconnects)
+  contacts: new Set(), // names I have sent to or received from privately
+  seen: new Set(),     // ids of the messages shown so far (dedupe across reconnects)
+  lastSeq: null,       // the highest seq seen on this page; null: none yet
+  storedSeq: null,     // the highest seq this browser had shown me before this page load
   privateTo: null,     // whom the composer writes to privately; null = everyone
-  historyShown: false, // the first history is followed by a divider, later ones are not
+  historyShown: false, // the first history came: later connects ask for after=lastSeq
   unread: 0,           // messages received while the tab was hidden
   lastSent: null,      // the last frame sent, to give its text back on an error
   lastGroup: null,     // {key, ts} of the last message drawn, for grouping
@@ -90,7 +135,10 @@ function connect() {
 
   setStatus('connecting', 'Connecting…');
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+  // A reconnect resumes after the last seq seen; the first connect of the
+  // page load (or one before any seq was seen) asks for the recent history.
+  const resume = state.historyShown && state.lastSeq !== null ? `?after=${state.lastSeq}` : '';
+  const ws = new WebSocket(`${scheme}//${location.host}/ws${resume}`);
   let opened = false;
   socket = ws;
   // For the browser console: `ws.send("hi")` says hi to the room.
@@ -157,6 +205,13 @@ window.addEventListener('online', reconnectNow);
 // One handler per server frame type.
 const handlers = {
   welcome(frame) {
+    // This browser logged in as someone else meanwhile (in another tab):
+    // what is on screen was somebody else's, so start over.
+    if (state.me !== null && frame.name !== state.me) {
+      location.reload();
+      return;
+    }
+    if (state.me === null) state.storedSeq = storedSeq(frame.name);
     state.me = frame.name;
     state.online = [...frame.users];
     retryDelay = RECONNECT_FIRST_MS;
@@ -165,30 +220,65 @@ const handlers = {
     $('me-name').textContent = frame.name;
     $('me-avatar').textContent = initial(frame.name);
     $('me-avatar').style.setProperty('--hue', hue(frame.name));
+    // A delete sent just before the socket dropped may or may not have
+    // happened; its button may be used again.
+    for (const button of timeline.querySelectorAll('.delete:disabled')) disarmDelete(button);
     renderUsers();
   },
 
-  // The messages of `history` are room messages and those of `offline`
-  // private ones; their kind is set here rather than trusted to each entry.
+  // Room messages (`messages`) and private ones (`private`, absent from
+  // servers without conversations), shown as one timeline in seq order.
+  // Their kind is set here rather than trusted to each entry.
   history(frame) {
-    for (const message of frame.messages) addMessage({ ...message, type: 'message' });
-    if (!state.historyShown) {
-      state.historyShown = true;
-      if (frame.messages.length > 0) {
-        addDivider(`You joined at ${formatTime(Date.now())}`);
-      } else {
-        addEmptyState();
+    const messages = inOrder([
+      ...(frame.messages || []).map((message) => ({ ...message, type: 'message' })),
+      ...(frame.private || []).map((message) => ({ ...message, type: 'private' })),
+    ]);
+    learnContacts(messages);
+
+    if (state.historyShown) {
+      // A reconnect: what was missed, added below what is on screen. When
+      // more was missed than the server keeps, say so, and a reader who was
+      // following starts reading at that notice.
+      const following = isAtBottom();
+      const gap = frame.gap === true ? addNotice(GAP_TEXT, { kind: 'gap' }) : null;
+      for (const message of messages) {
+        noteSeq(message);
+        if (addMessage(message)) countUnread(message);
       }
+      if (gap && following) scrollToShow(gap);
+      return;
+    }
+
+    state.historyShown = true;
+    const firstNew = state.storedSeq === null
+      ? -1
+      : messages.findIndex((message) => Number.isInteger(message.seq) && message.seq > state.storedSeq);
+    let newSince = null;
+    messages.forEach((message, index) => {
+      if (index === firstNew && index > 0) newSince = addDivider('New since your last visit', { scroll: false });
+      noteSeq(message);
+      addMessage(message);
+    });
+    if (newSince) {
+      scrollToShow(newSince);
+    } else if (messages.length > 0) {
+      addDivider(`You joined at ${formatTime(Date.now())}`);
+    } else {
+      addEmptyState();
     }
   },
 
   offline(frame) {
-    const waiting = frame.messages.filter((message) => !state.seen.has(message.id));
+    const messages = inOrder((frame.messages || []).map((message) => ({ ...message, type: 'private' })));
+    learnContacts(messages);
+    for (const message of messages) noteSeq(message);
+    const waiting = messages.filter((message) => !state.seen.has(message.id));
     if (waiting.length === 0) return;
     const count = waiting.length === 1 ? 'A private message' : `${waiting.length} private messages`;
     addNotice(`${count} arrived while you were away`, { kind: 'inbox', ts: waiting[0].ts });
     for (const message of waiting) {
-      addMessage({ ...message, type: 'private' }, { fromInbox: true });
+      addMessage(message, { fromInbox: true });
       countUnread(message);
     }
   },
@@ -209,16 +299,30 @@ const handlers = {
   },
 
   message(frame) {
+    noteSeq(frame);
     if (addMessage(frame)) countUnread(frame);
   },
 
   private(frame) {
+    noteSeq(frame);
+    learnContacts([frame]);
     if (addMessage(frame)) countUnread(frame);
+  },
+
+  // A room message was deleted (by its author, or a host): it leaves
+  // everyone's view. Its id stays in `seen`, so no replay brings it back.
+  deleted(frame) {
+    removeMessage(frame.id);
   },
 
   error(frame) {
     const text = frame.message || ERROR_TEXT[frame.code] || 'The server refused that.';
     showError(text);
+    if (DELETE_ERRORS.has(frame.code)) {
+      // The delete was refused: its button may be used again.
+      for (const button of timeline.querySelectorAll('.delete:disabled')) disarmDelete(button);
+      return;
+    }
     // Give the refused text back so it is not lost, unless a new one is
     // already being typed.
     if (state.lastSent && input.value === '' && frame.code !== 'empty') {
@@ -227,6 +331,51 @@ const handlers = {
     }
   },
 };
+
+// Messages in the order the server accepted them: by seq when every one
+// has a seq, else by time (older servers). The sort is stable, so equal
+// keys keep the order they came in.
+function inOrder(messages) {
+  const bySeq = messages.every((message) => Number.isInteger(message.seq));
+  return messages.sort(bySeq ? (a, b) => a.seq - b.seq : (a, b) => a.ts - b.ts);
+}
+
+// Remembers the highest seq seen, here and in localStorage for this name.
+function noteSeq(message) {
+  if (!Number.isInteger(message.seq)) return; // a server without seqs
+  if (state.lastSeq !== null && message.seq <= state.lastSeq) return;
+  state.lastSeq = message.seq;
+  try {
+    const key = SEQ_KEY_PREFIX + state.me;
+    if (Number(localStorage.getItem(key)) < message.seq) localStorage.setItem(key, String(message.seq));
+  } catch {
+    // Storage disabled: resuming within this page load still works.
+  }
+}
+
+function storedSeq(name) {
+  try {
+    const value = Number.parseInt(localStorage.getItem(SEQ_KEY_PREFIX + name), 10);
+    return Number.isInteger(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+// The people one writes with privately stay in the people list, offline
+// or not, so they can be written to (the message waits in their inbox).
+function learnContacts(messages) {
+  let changed = false;
+  for (const message of messages) {
+    if (message.type !== 'private') continue;
+    const other = message.from === state.me ? message.to : message.from;
+    if (other && other !== state.me && !state.contacts.has(other)) {
+      state.contacts.add(other);
+      changed = true;
+    }
+  }
+  if (changed) renderUsers();
+}
 
 function remember(name) {
   try {
@@ -279,6 +428,7 @@ function messageNode(message, fromInbox) {
   const node = el('article', 'msg');
   node.dataset.id = message.id;
   node.dataset.from = message.from;
+  if (Number.isInteger(message.seq)) node.dataset.seq = String(message.seq);
   node.classList.toggle('mine', mine);
   node.classList.toggle('private', isPrivate);
   node.classList.toggle('from-inbox', fromInbox);
@@ -290,12 +440,7 @@ function messageNode(message, fromInbox) {
   state.lastGroup = { key: groupKey, ts: message.ts };
   node.classList.toggle('continued', Boolean(continued));
 
-  if (!mine) {
-    const avatar = el('span', 'avatar', initial(message.from));
-    avatar.style.setProperty('--hue', hue(message.from));
-    avatar.setAttribute('aria-hidden', 'true');
-    node.append(avatar);
-  }
+  if (!mine) node.append(avatarNode(message.from));
 
   const body = el('div', 'msg-body');
   const header = el('header', 'msg-header');
@@ -323,10 +468,22 @@ function messageNode(message, fromInbox) {
   body.append(bubble);
 
   if (isPrivate && !mine) {
-    const reply = el('button', 'reply', 'Reply privately');
+    const reply = el('button', 'msg-action reply', 'Reply privately');
     reply.type = 'button';
     reply.addEventListener('click', () => setPrivateTo(message.from));
     body.append(reply);
+  }
+
+  // Room messages only: private ones cannot be deleted.
+  if (!isPrivate && mine) {
+    const remove = el('button', 'msg-action delete', 'Delete');
+    remove.type = 'button';
+    remove.title = 'Delete this message for everyone';
+    remove.addEventListener('click', () => deleteClicked(remove, message.id));
+    remove.addEventListener('blur', () => {
+      if (!remove.disabled) disarmDelete(remove);
+    });
+    body.append(remove);
   }
 
   node.append(body);
@@ -353,7 +510,20 @@ function appendLinkified(parent, text) {
   parent.append(document.createTextNode(text.slice(last)));
 }
 
-// A one-line notice in the timeline (joins, leaves, the inbox).
+// Takes a deleted message off the screen. When it headed a group, the next
+// message of that group gets the header back.
+function removeMessage(id) {
+  const node = timeline.querySelector(`.msg[data-id="${CSS.escape(id)}"]`);
+  if (!node) return;
+  const next = node.nextElementSibling;
+  if (!node.classList.contains('continued') && next && next.classList.contains('continued')) {
+    next.classList.remove('continued');
+  }
+  if (node === timeline.lastElementChild) state.lastGroup = null;
+  node.remove();
+}
+
+// A one-line notice in the timeline (joins, leaves, the inbox, a gap).
 function addNotice(text, { ts = Date.now(), kind = 'presence' } = {}) {
   const follow = isAtBottom();
   addDayDividerIfNeeded(ts);
@@ -363,15 +533,17 @@ function addNotice(text, { ts = Date.now(), kind = 'presence' } = {}) {
   timeline.append(node);
   state.lastGroup = null;
   if (follow) scrollToBottom();
+  return node;
 }
 
-function addDivider(text) {
+function addDivider(text, { scroll = true } = {}) {
   const node = el('div', 'divider');
   node.setAttribute('role', 'separator');
   node.append(el('span', null, text));
   timeline.append(node);
   state.lastGroup = null;
-  scrollToBottom();
+  if (scroll) scrollToBottom();
+  return node;
 }
 
 function addDayDividerIfNeeded(ts) {
@@ -398,36 +570,58 @@ function removeEmptyState() {
   if (node) node.remove();
 }
 
+// Who is online, then the people I have talked with privately who are
+// not: both lists offer a click to write to them privately.
 function renderUsers() {
   const list = $('user-list');
   list.replaceChildren();
   for (const name of state.online) {
     const item = el('li');
-    const avatar = el('span', 'avatar', initial(name));
-    avatar.style.setProperty('--hue', hue(name));
-    avatar.setAttribute('aria-hidden', 'true');
-
     if (name === state.me) {
       const self = el('span', 'user self');
-      self.append(avatar, el('span', 'user-name', name), el('span', 'you-tag', 'you'));
+      self.append(avatarNode(name), el('span', 'user-name', name), el('span', 'you-tag', 'you'));
       item.append(self);
     } else {
-      const button = el('button', 'user');
-      button.type = 'button';
-      button.title = `Write privately to ${name}`;
-      button.setAttribute('aria-pressed', String(name === state.privateTo));
-      button.append(avatar, el('span', 'user-name', name));
-      button.addEventListener('click', () => {
-        setPrivateTo(name);
-        togglePeople(false);
-      });
-      item.append(button);
+      item.append(userButton(name, true));
     }
     list.append(item);
   }
   $('online-count').textContent = String(state.online.length);
   $('people-toggle-count').textContent = String(state.online.length);
+
+  const away = [...state.contacts].filter((name) => !state.online.includes(name)).sort();
+  const awayList = $('offline-list');
+  awayList.replaceChildren(...away.map((name) => {
+    const item = el('li');
+    item.append(userButton(name, false));
+    return item;
+  }));
+  awayList.hidden = away.length === 0;
+  $('offline-heading').hidden = away.length === 0;
   renderPrivateChip();
+}
+
+function avatarNode(name) {
+  const avatar = el('span', 'avatar', initial(name));
+  avatar.style.setProperty('--hue', hue(name));
+  avatar.setAttribute('aria-hidden', 'true');
+  return avatar;
+}
+
+function userButton(name, online) {
+  const button = el('button', online ? 'user' : 'user is-offline');
+  button.type = 'button';
+  button.title = online
+    ? `Write privately to ${name}`
+    : `Write privately to ${name} (offline: gets it on return)`;
+  button.setAttribute('aria-pressed', String(name === state.privateTo));
+  button.append(avatarNode(name), el('span', 'user-name', name));
+  if (!online) button.append(el('span', 'offline-tag', 'offline'));
+  button.addEventListener('click', () => {
+    setPrivateTo(name);
+    togglePeople(false);
+  });
+  return button;
 }
 
 function renderPrivateChip() {
@@ -461,6 +655,14 @@ function isAtBottom() {
 function scrollToBottom() {
   timeline.scrollTop = timeline.scrollHeight;
   $('jump').hidden = true;
+}
+
+// Scrolls so that `node` is near the top of the timeline (or as far as the
+// timeline goes), e.g. the first message the reader has not seen yet.
+function scrollToShow(node) {
+  const offset = node.getBoundingClientRect().top - timeline.getBoundingClientRect().top;
+  timeline.scrollTop += offset - 8;
+  $('jump').hidden = isAtBottom();
 }
 
 timeline.addEventListener('scroll', () => {
@@ -503,10 +705,14 @@ function dayLabel(ts) {
 /* 4. Composer                                                         */
 /* ------------------------------------------------------------------ */
 
+function isConnected() {
+  return socket !== null && socket.readyState === WebSocket.OPEN;
+}
+
 function send() {
   const text = input.value.trim();
   if (text === '') return;
-  if (!socket || socket.readyState !== WebSocket.OPEN) {
+  if (!isConnected()) {
     showError('Not connected right now. Your message is kept; send it again once connected.');
     return;
   }
@@ -519,6 +725,40 @@ function send() {
   autoGrow();
   clearError();
   scrollToBottom();
+}
+
+// "Delete" on one's own message: the first click arms the button, the
+// second sends the delete. The message leaves the screen when the server's
+// `deleted` comes back (to everyone at once), not before.
+const disarmTimers = new WeakMap(); // armed Delete button -> its timer
+
+function deleteClicked(button, id) {
+  if (button.dataset.armed !== 'true') {
+    button.dataset.armed = 'true';
+    button.textContent = 'Delete?';
+    button.title = 'Click again to delete it for everyone';
+    clearTimeout(disarmTimers.get(button));
+    disarmTimers.set(button, setTimeout(() => disarmDelete(button), DELETE_ARMED_MS));
+    return;
+  }
+  if (!isConnected()) {
+    showError('Not connected right now. Delete it again once connected.');
+    disarmDelete(button);
+    return;
+  }
+  clearTimeout(disarmTimers.get(button));
+  socket.send(JSON.stringify({ type: 'delete', id }));
+  button.disabled = true;
+  button.textContent = 'Deleting…';
+  clearError();
+}
+
+function disarmDelete(button) {
+  clearTimeout(disarmTimers.get(button));
+  button.dataset.armed = 'false';
+  button.disabled = false;
+  button.textContent = 'Delete';
+  button.title = 'Delete this message for everyone';
 }
 
 function setPrivateTo(name) {
