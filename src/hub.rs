@@ -1081,8 +1081,8 @@ mod tests {
         fn banned(&self, key: &str) -> Option<String> {
             self.inner.banned(key)
         }
-        fn host_key(&self, proposed: &str) -> String {
-            self.inner.host_key(proposed)
+        fn host_key(&self, proposed: &str, given: bool) -> String {
+            self.inner.host_key(proposed, given)
         }
     }
 

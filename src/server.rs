@@ -91,10 +91,13 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     // The host link's key: given, or kept in Redis (shared by every server
     // of the chat), or new: 244 random bits.
-    let host_key = config.host_key.clone().unwrap_or_else(|| {
-        let new = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        store.host_key(&new)
-    });
+    let host_key = match &config.host_key {
+        Some(given) => store.host_key(given, true),
+        None => {
+            let new = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+            store.host_key(&new, false)
+        }
+    };
     let events = cluster
         .clone()
         .map(|publisher| Arc::new(publisher) as Arc<dyn EventSink>);

@@ -285,7 +285,7 @@ impl Store for MemoryStore {
         self.lock().banned.get(key).cloned()
     }
 
-    fn host_key(&self, proposed: &str) -> String {
+    fn host_key(&self, proposed: &str, _given: bool) -> String {
         proposed.to_string()
     }
 }

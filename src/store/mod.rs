@@ -132,9 +132,10 @@ pub trait Store: Send + Sync {
     fn set_banned(&self, key: &str, name: &str, banned: bool);
     /// The display form of a banned name with this key.
     fn banned(&self, key: &str) -> Option<String>;
-    /// The host link's key: `proposed`, unless the store already keeps one
-    /// (with Redis, every server of the chat then shares it).
-    fn host_key(&self, proposed: &str) -> String;
+    /// The host link's key (with Redis, every server of the chat shares
+    /// it): `proposed` when `given` (by flag or environment: it replaces the
+    /// kept one), else the kept one, else `proposed` (kept from now on).
+    fn host_key(&self, proposed: &str, given: bool) -> String;
     /// False while the store cannot reach its backend (`/healthz` says
     /// `degraded`); the chat goes on meanwhile.
     fn healthy(&self) -> bool {

@@ -825,13 +825,15 @@ impl Store for RedisStore {
         .flatten()
     }
 
-    fn host_key(&self, proposed: &str) -> String {
+    fn host_key(&self, proposed: &str, given: bool) -> String {
         let kept = self.read(|c| {
+            let mut set = redis::cmd("SET");
+            set.arg(HOST_KEY_KEY).arg(proposed);
+            if !given {
+                set.arg("NX");
+            }
             let (kept,): (String,) = redis::pipe()
-                .cmd("SET")
-                .arg(HOST_KEY_KEY)
-                .arg(proposed)
-                .arg("NX")
+                .add_command(set)
                 .ignore()
                 .cmd("GET")
                 .arg(HOST_KEY_KEY)
