@@ -22,7 +22,7 @@
 use crate::http::{self, Request, Response};
 use crate::hub::Hub;
 use crate::outbox::{Full, Outbox};
-use crate::protocol::{ClientError, ClientFrame, Encoded, ErrorCode, parse_client_frame};
+use crate::protocol::{ClientError, Encoded, ErrorCode, MAX_MESSAGE_BYTES, parse_client_frame};
 use crate::session;
 use crate::store::Session;
 use base64::Engine;
@@ -37,9 +37,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-/// Largest message a client may send (after reassembling fragments): 64 KiB.
-/// Larger closes the connection with 1009.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// tungstenite allocates its read buffer eagerly for every connection; its
 /// 128 KiB default would cost 1.25 GiB at 10,000 connections. Chat frames are
 /// small; a large one just takes a few more reads.
@@ -312,7 +309,7 @@ fn read_pump(
     outbox: &Outbox,
     settings: &Settings,
 ) -> Ending {
-    let mut rate = RateLimit::new();
+    let mut rate = RateLimit::messages();
     let mut last_heard = Instant::now();
     loop {
         let message = match ws.read() {
@@ -345,10 +342,7 @@ fn read_pump(
                 let reply = if rate.allow() {
                     handle(hub, session, host, text.as_str()).err()
                 } else {
-                    Some(ClientError::new(
-                        ErrorCode::RateLimited,
-                        format!("Slow down: at most {RATE_PER_SEC} messages a second."),
-                    ))
+                    Some(rate_limited())
                 };
                 if let Some(error) = reply
                     && outbox.push(&[error.encode()]).is_err()
@@ -372,12 +366,7 @@ fn read_pump(
 
 /// Does what a valid client frame asks; the error goes back to the sender.
 fn handle(hub: &Hub, session: &Session, host: bool, raw: &str) -> Result<(), ClientError> {
-    match parse_client_frame(raw)? {
-        ClientFrame::Say { text } => hub.say(&session.name, text),
-        ClientFrame::Whisper { to, text } => hub.whisper(&session.name, &to, text),
-        ClientFrame::Delete { id } => hub.delete(&session.name, &id),
-        ClientFrame::Host(action) => hub.host_action(&session.name, host, action),
-    }
+    hub.handle(session, host, parse_client_frame(raw)?, None)
 }
 
 /// Sorts a read error: ordinary disconnects, and violations answered with a
@@ -404,24 +393,34 @@ fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) ->
     Ending::WeClosed(code, reason)
 }
 
-/// A token bucket: [`RATE_BURST`] tokens, refilled at [`RATE_PER_SEC`].
-struct RateLimit {
+/// A token bucket: `burst` tokens, refilled at `per_sec` a second. Used for
+/// every rate limit (a connection's messages, a session's polls and says).
+pub struct RateLimit {
+    per_sec: f64,
+    burst: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimit {
-    fn new() -> RateLimit {
+    /// The message rate of the contract: [`RATE_PER_SEC`], bursts of [`RATE_BURST`].
+    pub fn messages() -> RateLimit {
+        RateLimit::new(RATE_PER_SEC, RATE_BURST)
+    }
+
+    pub fn new(per_sec: f64, burst: f64) -> RateLimit {
         RateLimit {
-            tokens: RATE_BURST,
+            per_sec,
+            burst,
+            tokens: burst,
             last: Instant::now(),
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC;
-        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -430,6 +429,19 @@ impl RateLimit {
             false
         }
     }
+
+    /// When the bucket was last used.
+    pub fn last_used(&self) -> Instant {
+        self.last
+    }
+}
+
+/// The error a client gets past the message rate.
+pub fn rate_limited() -> ClientError {
+    ClientError::new(
+        ErrorCode::RateLimited,
+        format!("Slow down: at most {RATE_PER_SEC} messages a second."),
+    )
 }
 
 #[cfg(test)]
@@ -504,7 +516,7 @@ mod tests {
 
     #[test]
     fn rate_limit_allows_bursts_then_the_rate() {
-        let mut rate = RateLimit::new();
+        let mut rate = RateLimit::messages();
         assert_eq!(
             (0..60).filter(|_| rate.allow()).count(),
             RATE_BURST as usize

@@ -4,7 +4,8 @@
 //! with `httparse`; we never trust the peer for size or time:
 //! - the head must fit in [`MAX_HEAD`] bytes, else `431`;
 //! - the head and body must arrive within [`HEAD_TIMEOUT`], else the socket is closed;
-//! - a body (only `POST /login` has one) is capped at [`MAX_BODY`], else `413`.
+//! - a body is capped at [`MAX_BODY`] (forms), or [`MAX_SAY_BODY`] for
+//!   `POST /say` (one client frame), else `413`.
 //!
 //! One request per connection (`Connection: close`): a chat page loads a
 //! handful of files, and a thread parked on an idle keep-alive socket is a
@@ -18,8 +19,11 @@ use std::time::{Duration, Instant};
 /// Largest request head we accept (request line + headers). Browsers send
 /// 1-2 KiB; cookies can add 8 KiB. The contract allows at most 64 KiB.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Largest request body (the login form is a few dozen bytes).
+/// Largest request body of a form (the login form is a few dozen bytes).
 pub const MAX_BODY: usize = 8 * 1024;
+/// Largest body of `POST /say`: one client frame, as large as a WebSocket
+/// message may be.
+pub const MAX_SAY_BODY: usize = crate::protocol::MAX_MESSAGE_BYTES;
 /// A request whose head (and body) is still incomplete after this is dropped:
 /// a slow or half-open client cannot pin a thread for longer.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,7 +109,12 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
             .trim()
             .parse()
             .map_err(|_| ReadError::Malformed("bad Content-Length"))?;
-        if length > MAX_BODY {
+        let cap = if request.path == "/say" {
+            MAX_SAY_BODY
+        } else {
+            MAX_BODY
+        };
+        if length > cap {
             return Err(ReadError::BodyTooLarge);
         }
         while rest.len() < length {

@@ -30,8 +30,8 @@ use crate::names;
 use crate::now_ms;
 use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
-    ClientError, Encoded, ErrorCode, Event, HostAction, Mode, Muted, PrivateMessage, RoomMessage,
-    ServerFrame, encode, encode_close,
+    AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, HostAction, Mode, Muted,
+    PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
@@ -74,8 +74,24 @@ pub enum Work {
     /// Decided already (presence, errors): send as it is.
     Deliver(Delivery),
     /// Accepted: store it first (messages get their seq), then
-    /// [`Hub::prepare`] decides who gets it.
-    Store(Write),
+    /// [`Hub::prepare`] decides who gets it, and sends the sender's copy
+    /// (as JSON) to `Reply` when there is one (`POST /say` waits for it).
+    Store(Write, Option<Reply>),
+}
+
+/// Where a `POST /say` waits for its sender's copy.
+pub type Reply = std::sync::mpsc::Sender<String>;
+
+/// One session that reads the chat by polling (see `poll.rs`): it counts
+/// as an open connection of its name while a poll is held, and for a
+/// while after each poll.
+struct Poller {
+    name: String,
+    host: bool,
+    /// Polls held now.
+    held: usize,
+    /// When the last poll ended.
+    last: Instant,
 }
 
 /// One open WebSocket connection, as the hub sees it (its key in
@@ -130,6 +146,10 @@ struct Room {
     banned: BTreeSet<String>,
     /// Slow mode: when each non-host online last said something to the room.
     last_said: HashMap<String, Instant>,
+    /// Sessions reading by polling, by session id (see [`Poller`]).
+    pollers: HashMap<String, Poller>,
+    /// Shutting down: held polls answer at once.
+    stopping: bool,
 }
 
 impl Hub {
@@ -179,12 +199,14 @@ impl Hub {
     /// decides who gets them, in the order they were accepted.
     fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
         let mut writes: Vec<Write> = Vec::new();
+        let mut replies: Vec<Option<Reply>> = Vec::new();
         let mut order: Vec<Option<Delivery>> = Vec::with_capacity(batch.len());
         for work in batch {
             match work {
                 Work::Deliver(delivery) => order.push(Some(delivery)),
-                Work::Store(write) => {
+                Work::Store(write, reply) => {
                     writes.push(write);
+                    replies.push(reply);
                     order.push(None);
                 }
             }
@@ -196,15 +218,25 @@ impl Hub {
         let frames: Vec<Option<Encoded>> = writes.iter().map(message_frame).collect();
         let mut room = self.lock();
         let mut deliveries = Vec::with_capacity(order.len());
-        let mut stored = writes.into_iter().zip(frames);
+        let mut stored = writes.into_iter().zip(frames).zip(replies);
         for slot in order {
             if let Some(delivery) = slot {
                 deliveries.push(delivery);
                 continue;
             }
-            let Some((write, frame)) = stored.next() else {
+            let Some(((write, frame), reply)) = stored.next() else {
                 break;
             };
+            if let Some(reply) = reply {
+                let _ = reply.send(
+                    match &write {
+                        Write::Room(message) => serde_json::to_string(message),
+                        Write::Private { message, .. } => serde_json::to_string(message),
+                        _ => Ok(String::new()),
+                    }
+                    .expect("messages always serialize"),
+                );
+            }
             room.stored += 1;
             let to_all = |_: &Uuid, _: &Client| true;
             match (write, frame) {
@@ -288,7 +320,7 @@ impl Hub {
         let mut room = self.lock();
         let mut work = Vec::new();
         let result = change(&mut room, &mut work);
-        room.accepted += work.iter().filter(|w| matches!(w, Work::Store(_))).count() as u64;
+        room.accepted += work.iter().filter(|w| matches!(w, Work::Store(..))).count() as u64;
         self.fan_out.queue(work);
         result
     }
@@ -384,10 +416,29 @@ impl Hub {
         });
     }
 
+    /// Does what a client frame asks, for a connection (or a `POST /say`)
+    /// of `session`, a host's when `host`. A message's sender's copy goes
+    /// to `reply` once stored, when given.
+    pub fn handle(
+        &self,
+        session: &Session,
+        host: bool,
+        frame: ClientFrame,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
+        let from = session.name.as_str();
+        match frame {
+            ClientFrame::Say { text } => self.say(from, text, reply),
+            ClientFrame::Whisper { to, text } => self.whisper(from, &to, text, reply),
+            ClientFrame::Delete { id } => self.delete(from, &id),
+            ClientFrame::Host(action) => self.host_action(from, host, action),
+        }
+    }
+
     /// A room message from `from`: accepted now (unless the mode or a mute
     /// says no); stored, kept in the history and sent to everyone by
     /// [`Hub::prepare`].
-    pub fn say(&self, from: &str, text: String) -> Result<(), ClientError> {
+    pub fn say(&self, from: &str, text: String, reply: Option<Reply>) -> Result<(), ClientError> {
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
@@ -404,14 +455,20 @@ impl Hub {
                 }
                 room.check_slow(from)?;
             }
-            out.push(Work::Store(Write::Room(message)));
+            out.push(Work::Store(Write::Room(message), reply));
             Ok(())
         })
     }
 
     /// A private message: to every connection of `to` and of `from`, or into
     /// `to`'s inbox when it is offline. `unknown_user` if `to` never logged in.
-    pub fn whisper(&self, from: &str, to: &str, text: String) -> Result<(), ClientError> {
+    pub fn whisper(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
         // Ask the store before taking the lock: it may do I/O. `to` is
         // compared by its key: the message goes to the name's display form.
         let Some(to) = self.known_name(to) else {
@@ -444,7 +501,7 @@ impl Hub {
                 room.inbox_waits.insert(to.to_string(), number);
             }
             let inboxed = !online;
-            out.push(Work::Store(Write::Private { message, inboxed }));
+            out.push(Work::Store(Write::Private { message, inboxed }, reply));
             Ok(())
         })
     }
@@ -467,9 +524,115 @@ impl Hub {
                 let reason = "You can only delete your own messages.";
                 return Err(ClientError::new(ErrorCode::Forbidden, reason));
             }
-            out.push(Work::Store(Write::Delete { id: id.to_string() }));
+            out.push(Work::Store(Write::Delete { id: id.to_string() }, None));
             Ok(())
         })
+    }
+
+    /// A poll (`GET /poll`, see `poll.rs`): the messages after `after`
+    /// (without it, the latest), at once when there are any, else as soon
+    /// as one is delivered or `wait` passes. The session counts as online
+    /// meanwhile (and for a while after: [`Hub::reap_pollers`]). The wait
+    /// holds no lock: the thread sleeps on the `stored` condvar.
+    pub fn poll(
+        &self,
+        session: &Session,
+        host: bool,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> String {
+        let name = session.name.as_str();
+        let since = after.unwrap_or(0);
+        let deadline = Instant::now() + wait;
+        self.update(|room, out| {
+            let was_online = room.is_online(name);
+            let new = !room.pollers.contains_key(&session.id);
+            let poller = room
+                .pollers
+                .entry(session.id.clone())
+                .or_insert_with(|| Poller {
+                    name: name.to_string(),
+                    host,
+                    held: 0,
+                    last: Instant::now(),
+                });
+            poller.held += 1;
+            if new {
+                // One more open "connection" of its name.
+                *room.local.entry(name.to_string()).or_default() += 1;
+                room.announce(name, was_online, out);
+                self.publish(room.presence_event(name));
+            }
+        });
+        let answer = loop {
+            // The store first (it may do I/O), then the lock.
+            let conversation = self.store.conversation(name);
+            let room = self.lock();
+            let mut messages: Vec<AnyMessage> = room
+                .history
+                .iter()
+                .filter(|m| m.seq > since)
+                .map(AnyMessage::Room)
+                .collect();
+            messages.extend(
+                conversation
+                    .iter()
+                    .filter(|p| p.seq > since && p.seq <= room.delivered)
+                    .map(AnyMessage::Private),
+            );
+            let give_up = room.stopping || Instant::now() >= deadline;
+            if !messages.is_empty() || after.is_none() || give_up {
+                messages.sort_by_key(AnyMessage::seq);
+                let answer = PollAnswer {
+                    messages,
+                    users: room.everyone(),
+                    hosts: room.hosts(),
+                    mode: room.mode,
+                    next: room.delivered,
+                    gap: after.is_some_and(|after| room.trimmed > after),
+                };
+                break serde_json::to_string(&answer).expect("poll answers serialize");
+            }
+            // Nothing yet: sleep until something is delivered (or the end).
+            let seen = room.delivered;
+            drop(crate::wait_until(&self.stored, room, deadline, |room| {
+                room.delivered > seen || room.stopping
+            }));
+        };
+        // What waited in the inbox has been returned now.
+        self.store.take_inbox(name);
+        self.update(|room, _| {
+            if let Some(poller) = room.pollers.get_mut(&session.id) {
+                poller.held -= 1;
+                poller.last = Instant::now();
+            }
+        });
+        answer
+    }
+
+    /// Forgets pollers whose last poll ended more than `idle` ago (none
+    /// held): their names leave when that was their last connection.
+    pub fn reap_pollers(&self, idle: Duration) {
+        self.update(|room, out| {
+            let gone: Vec<String> = room
+                .pollers
+                .iter()
+                .filter(|(_, p)| p.held == 0 && p.last.elapsed() > idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                if let Some(poller) = room.pollers.remove(&id) {
+                    room.count_down(&poller.name, out);
+                    self.publish(room.presence_event(&poller.name));
+                }
+            }
+        });
+    }
+
+    /// At shutdown: every held poll answers now.
+    pub fn stop_polls(&self) {
+        self.lock().stopping = true;
+        self.stored.notify_all();
     }
 
     /// A room message said on another server: shown here, kept in the
@@ -481,6 +644,7 @@ impl Hub {
             room.delivered = room.delivered.max(message.seq);
             room.remember(message);
         });
+        self.stored.notify_all(); // for held polls
     }
 
     /// A private message sent on another server (and stored there): to the
@@ -498,9 +662,10 @@ impl Hub {
             out.extend(room.delivery(&frame, to).map(Work::Deliver));
             room.delivered = room.delivered.max(message.seq);
             if !inboxed && !room.is_online(&message.to) {
-                out.push(Work::Store(Write::Inbox(message.clone())));
+                out.push(Work::Store(Write::Inbox(message.clone()), None));
             }
         });
+        self.stored.notify_all(); // for held polls
     }
 
     /// A room message deleted on another server (which changed the store).
@@ -635,7 +800,7 @@ impl Hub {
             }
             HostAction::Clear => {
                 info!("{from:?} cleared the history");
-                self.update(|_, out| out.push(Work::Store(Write::Clear)));
+                self.update(|_, out| out.push(Work::Store(Write::Clear, None)));
                 return Ok(());
             }
             HostAction::Mute { name, .. }
@@ -802,6 +967,9 @@ impl Room {
         for client in self.clients.values().filter(|c| c.name == name) {
             ids.insert(&client.session_id);
         }
+        for (id, _) in self.pollers.iter().filter(|(_, p)| p.name == name) {
+            ids.insert(id);
+        }
         ids.into_iter().cloned().collect()
     }
 
@@ -816,6 +984,7 @@ impl Room {
     /// Whether `name` has a host's connection on this server.
     fn is_host_here(&self, name: &str) -> bool {
         self.clients.values().any(|c| c.host && c.name == name)
+            || self.pollers.values().any(|p| p.host && p.name == name)
     }
 
     /// Whether `name` is a host: a host's connection of it is online,
@@ -833,6 +1002,9 @@ impl Room {
         let mut hosts = BTreeSet::new();
         for client in self.clients.values().filter(|c| c.host) {
             hosts.insert(client.name.as_str());
+        }
+        for poller in self.pollers.values().filter(|p| p.host) {
+            hosts.insert(poller.name.as_str());
         }
         for names in self.remote.values() {
             for (name, _) in names.iter().filter(|(_, r)| r.host) {
@@ -967,17 +1139,23 @@ impl Room {
     /// nowhere any more.
     fn remove(&mut self, id: Uuid, out: &mut Vec<Work>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
+        self.count_down(&client.name, out);
+        Some(client)
+    }
+
+    /// One connection (or poller) of `name` fewer; announces `leave` when
+    /// its name is online nowhere any more.
+    fn count_down(&mut self, name: &str, out: &mut Vec<Work>) {
         let count = self
             .local
-            .get_mut(&client.name)
-            .expect("every client's name is counted");
+            .get_mut(name)
+            .expect("every connection's name is counted");
         *count -= 1;
         if *count == 0 {
-            self.local.remove(&client.name);
-            self.last_said.remove(&client.name);
+            self.local.remove(name);
+            self.last_said.remove(name);
         }
-        self.announce(&client.name, true, out);
-        Some(client)
+        self.announce(name, true, out);
     }
 }
 
@@ -1159,7 +1337,7 @@ mod tests {
             std::thread::spawn(move || hub.join(&session("bob"), outbox, None, false))
         };
         took_rx.recv().unwrap(); // bob's join has read his (empty) inbox ...
-        hub.whisper("alice", "bob", "psst".into()).unwrap(); // ... bob is offline: inboxed
+        hub.whisper("alice", "bob", "psst".into(), None).unwrap(); // ... bob is offline: inboxed
         go_tx.send(()).unwrap();
         joining.join().unwrap();
         bob_outbox.release();
@@ -1172,7 +1350,7 @@ mod tests {
             "psst",
             "read again after registering"
         );
-        hub.whisper("alice", "bob", "second".into()).unwrap();
+        hub.whisper("alice", "bob", "second".into(), None).unwrap();
         assert_eq!(next_frame(&mut bob)["text"], "second", "and psst only once");
         assert!(hub.store().take_inbox("bob").is_empty());
     }

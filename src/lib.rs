@@ -17,9 +17,11 @@
 //! | [`config`]     | command-line flags -> [`config::Config`] | |
 //! | [`server`]     | the listener, one thread per connection, HTTP routes, shutdown | `main`, `conn-N`, `signals`, `shutdown` |
 //! | [`http`]       | reading one request head and form, writing one response | |
-//! | [`session`]    | nicknames, the two cookies, who is logged in | |
+//! | [`session`]    | the cookies (user, session, host), who is logged in | |
+//! | [`names`]      | valid names, their key (case and look-alikes), passwords | |
 //! | [`page`]       | the web page in `www/` (embedded) and the login form | |
 //! | [`connection`] | one WebSocket: its handshake and read pump (heartbeat, rate limit) | `conn-N` after `101` |
+//! | [`poll`]       | the chat without WebSocket: `GET /poll` (short and long), `POST /say` | `conn-N` (a held poll sleeps), `pollers` |
 //! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
 //! | [`hub`]        | who is online, the recent history, deciding who gets what | |
 //! | [`fanout`]     | the fan-out thread: sends what the hub decided, outside its lock | `fan-out` |
@@ -81,13 +83,15 @@
 //! | # | lock | guards | taken by |
 //! |---|------|--------|----------|
 //! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that a pending inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch (taken before it reads `pending`); `take_inbox` (a joining read pump), holding no other lock |
-//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, who is online here and elsewhere, the room history, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), the HTTP threads (`409` check, counts); a joining read pump waits on `stored` for a private message to it being stored |
+//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, pollers, who is online here and elsewhere, the room history, the mode, mutes and bans, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), `pollers`, the HTTP threads (polls, counts); a joining read pump waits on `stored` for a private message to it being stored, a held long poll for the next delivery |
 //! | 3 | `fanout::FanOut::queue` + condvar `ready` | work accepted, not yet stored and sent | the hub (under 2) appends; `fan-out` takes the whole queue |
 //! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
 //! | 3 | `store::memory::MemoryStore::inner` | sessions, users, inboxes | the hub (under 2) for inbox writes; HTTP threads for sessions |
 //! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |
 //! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
-//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions and users known here; idle read connections | any thread using the Redis store, briefly, one at a time |
+//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions known here; idle read connections | any thread using the Redis store, briefly, one at a time |
+//! | 4 | `poll::PollLimits` `polls`, `says` | per-session rate limits of polling | HTTP threads, to take a token |
+//! | 4 | `names::HASHING` | that one password hash runs at a time | HTTP threads (login, `/password`), holding no other lock while hashing |
 //!
 //! Locks on the same row level are never held together. Each module's own
 //! doc says what it does under its locks.
@@ -101,6 +105,7 @@ pub mod hub;
 pub mod names;
 pub mod outbox;
 pub mod page;
+pub mod poll;
 pub mod protocol;
 pub mod server;
 pub mod session;

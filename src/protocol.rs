@@ -19,6 +19,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 
+/// Largest message a client may send (after reassembling fragments, or as
+/// a `POST /say` body): 64 KiB. Larger closes a WebSocket with 1009.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Longest message text, in Unicode code points after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
@@ -206,6 +210,37 @@ pub enum Event {
     },
 }
 
+/// The answer of `GET /poll` (see `poll.rs`): an HTTP body, not a frame.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "poll")]
+pub struct PollAnswer<'a> {
+    /// Room and private messages, in seq order.
+    pub messages: Vec<AnyMessage<'a>>,
+    pub users: Vec<&'a str>,
+    pub hosts: Vec<&'a str>,
+    pub mode: Mode,
+    /// The `after` of the next poll.
+    pub next: u64,
+    pub gap: bool,
+}
+
+/// A room or a private message, as it is sent.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum AnyMessage<'a> {
+    Room(&'a RoomMessage),
+    Private(&'a PrivateMessage),
+}
+
+impl AnyMessage<'_> {
+    pub fn seq(&self) -> u64 {
+        match self {
+            AnyMessage::Room(message) => message.seq,
+            AnyMessage::Private(message) => message.seq,
+        }
+    }
+}
+
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
 #[derive(Debug, Clone)]
 pub struct Encoded(pub Arc<[u8]>);
@@ -262,6 +297,8 @@ pub enum ErrorCode {
     SlowMode,
     PrivateOff,
     RateLimited,
+    /// Polling without a session (`401`).
+    Unauthorized,
 }
 
 /// Why a client frame was refused: a code and a human-readable message.
@@ -285,13 +322,23 @@ impl ClientError {
         }
     }
 
+    /// As a WebSocket frame.
     pub fn encode(&self) -> Encoded {
-        encode(&ServerFrame::Error {
+        encode(&self.frame())
+    }
+
+    /// As JSON (the body of an HTTP error of `poll.rs`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.frame()).expect("errors serialize")
+    }
+
+    fn frame(&self) -> ServerFrame<'_> {
+        ServerFrame::Error {
             code: self.code,
             message: &self.message,
             until: self.until,
             retry_after_ms: self.retry_after_ms,
-        })
+        }
     }
 }
 

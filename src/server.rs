@@ -20,6 +20,9 @@
 //! | `POST /logout`   | end the session, close its WebSockets, expire the cookies, `303 /login` |
 //! | `GET /ws`        | `connection::upgrade`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
 //! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |
+//! | `POST /password` | [`set_password`]: `204`, `400`, `401`, `403` |
+//! | `GET /host`      | the host link: `303` + host cookie, or `403` |
+//! | `GET /poll`, `POST /say` | the chat without WebSocket (`poll.rs`) |
 //! | `GET /<file>`    | a file of the page, else `404` |
 //! | other methods    | `405` on a known path, else `404` |
 //!
@@ -34,6 +37,7 @@ use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
 use crate::names;
 use crate::page::Page;
+use crate::poll::{self, PollLimits};
 use crate::session::{self, SESSION_COOKIE};
 use crate::store::{Claim, Session};
 use crate::store::{MemoryStore, RedisStore, Store};
@@ -69,6 +73,8 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Set on SIGINT/SIGTERM: accept nothing more.
     pub stopping: AtomicBool,
+    /// Per-session rate limits of `/poll` and `/say`.
+    pub poll_limits: PollLimits,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
@@ -117,7 +123,9 @@ pub fn run(config: Config) -> Result<(), String> {
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
+        poll_limits: PollLimits::default(),
     });
+    poll::start_reaper(shared.hub.clone(), config.heartbeat).map_err(|e| e.to_string())?;
     watch_signals(shared.clone())?;
     // Ready: only now tell the world (tests and tools wait for this line).
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -173,6 +181,7 @@ fn shut_down(shared: &Shared) {
     shared.stopping.store(true, Ordering::SeqCst);
     let (connections, _) = shared.hub.counts();
     info!("shutting down: closing {connections} connections");
+    shared.hub.stop_polls();
     shared.hub.close_all();
     let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN;
     while shared.open.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
@@ -299,6 +308,18 @@ fn route(request: &Request, shared: &Shared) -> Response {
         ("/login", false) if request.method == "POST" => login(request, shared),
         ("/logout", false) if request.method == "POST" => logout(request, shared),
         ("/password", false) if request.method == "POST" => set_password(request, shared),
+        ("/poll", true) => poll::poll(
+            request,
+            &shared.hub,
+            &shared.poll_limits,
+            &shared.settings.host_key,
+        ),
+        ("/say", false) if request.method == "POST" => poll::say(
+            request,
+            &shared.hub,
+            &shared.poll_limits,
+            &shared.settings.host_key,
+        ),
         ("/host", true) => match request.query_param("key") {
             Some(key) if key == *shared.settings.host_key => Response::redirect("/")
                 .with_header("Set-Cookie", session::host_cookie(&key))
@@ -313,10 +334,10 @@ fn route(request: &Request, shared: &Shared) -> Response {
             });
             Response::json(200, &body).with_header("Cache-Control", "no-store")
         }
-        ("/" | "/login" | "/healthz" | "/ws", false) => {
+        ("/" | "/login" | "/healthz" | "/ws" | "/poll", false) => {
             Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD")
         }
-        ("/logout" | "/password", _) => {
+        ("/logout" | "/password" | "/say", _) => {
             Response::text(405, "method not allowed").with_header("Allow", "POST")
         }
         (path, true) => serve_file(shared, path),

@@ -185,6 +185,19 @@ pub fn get(server: &Server, path: &str, cookie: Option<&str>) -> HttpResponse {
     )
 }
 
+/// `POST /say` with a JSON body.
+pub fn post_json(server: &Server, path: &str, body: &str, cookie: Option<&str>) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    raw_http(server, request.as_bytes())
+}
+
 pub fn post_form(server: &Server, path: &str, form: &str, cookie: Option<&str>) -> HttpResponse {
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
