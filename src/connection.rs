@@ -22,7 +22,9 @@
 use crate::http::{self, Request, Response};
 use crate::hub::Hub;
 use crate::outbox::{Full, Outbox};
-use crate::protocol::{ClientError, Encoded, ErrorCode, MAX_MESSAGE_BYTES, parse_client_frame};
+use crate::protocol::{
+    ClientError, ClientFrame, Encoded, ErrorCode, MAX_MESSAGE_BYTES, parse_client_frame,
+};
 use crate::session;
 use crate::store::Session;
 use base64::Engine;
@@ -44,6 +46,8 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Messages a client may send: 20 a second on average, bursts of up to 40.
 pub const RATE_PER_SEC: f64 = 20.0;
 pub const RATE_BURST: f64 = 40.0;
+/// At most one typing notice per connection this often is relayed.
+pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 /// `GET /ws`: checks the request, answers `101`, and runs the connection on
 /// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
@@ -310,6 +314,7 @@ fn read_pump(
     settings: &Settings,
 ) -> Ending {
     let mut rate = RateLimit::messages();
+    let mut typing = RateLimit::typing();
     let mut last_heard = Instant::now();
     loop {
         let message = match ws.read() {
@@ -340,7 +345,7 @@ fn read_pump(
             Message::Text(text) => {
                 debug!("{:?} sent {:?}", session.name, text.as_str());
                 let reply = if rate.allow() {
-                    handle(hub, session, host, text.as_str()).err()
+                    handle(hub, session, host, &mut typing, text.as_str()).err()
                 } else {
                     Some(rate_limited())
                 };
@@ -365,8 +370,18 @@ fn read_pump(
 }
 
 /// Does what a valid client frame asks; the error goes back to the sender.
-fn handle(hub: &Hub, session: &Session, host: bool, raw: &str) -> Result<(), ClientError> {
-    hub.handle(session, host, parse_client_frame(raw)?, None)
+/// Typing notices beyond one per [`TYPING_EVERY`] are dropped silently.
+fn handle(
+    hub: &Hub,
+    session: &Session,
+    host: bool,
+    typing: &mut RateLimit,
+    raw: &str,
+) -> Result<(), ClientError> {
+    match parse_client_frame(raw)? {
+        ClientFrame::Typing { .. } if !typing.allow() => Ok(()),
+        frame => hub.handle(session, host, frame, None),
+    }
 }
 
 /// Sorts a read error: ordinary disconnects, and violations answered with a
@@ -406,6 +421,11 @@ impl RateLimit {
     /// The message rate of the contract: [`RATE_PER_SEC`], bursts of [`RATE_BURST`].
     pub fn messages() -> RateLimit {
         RateLimit::new(RATE_PER_SEC, RATE_BURST)
+    }
+
+    /// One typing notice per [`TYPING_EVERY`].
+    pub fn typing() -> RateLimit {
+        RateLimit::new(1.0 / TYPING_EVERY.as_secs_f64(), 1.0)
     }
 
     pub fn new(per_sec: f64, burst: f64) -> RateLimit {

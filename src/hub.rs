@@ -432,7 +432,34 @@ impl Hub {
             ClientFrame::Whisper { to, text } => self.whisper(from, &to, text, reply),
             ClientFrame::Delete { id } => self.delete(from, &id),
             ClientFrame::Host(action) => self.host_action(from, host, action),
+            ClientFrame::Typing { to } => {
+                self.typing(from, to.as_deref());
+                Ok(())
+            }
         }
+    }
+
+    /// `from` is typing, to the room or to `to`: told to them (never
+    /// stored), unless `from` could not send that message now (muted,
+    /// announce-only, private messages off). The caller throttles.
+    pub fn typing(&self, from: &str, to: Option<&str>) {
+        let to = match to {
+            Some(to) => match self.known_name(to) {
+                Some(to) => Some(to),
+                None => return,
+            },
+            None => None,
+        };
+        self.update(|room, out| {
+            if !room.typing_allowed(from, to.as_deref()) {
+                return;
+            }
+            room.tell_typing(from, to.as_deref(), out);
+            self.publish(Event::Typing {
+                name: from.to_string(),
+                to: to.clone(),
+            });
+        });
     }
 
     /// A room message from `from`: accepted now (unless the mode or a mute
@@ -891,6 +918,9 @@ impl Hub {
             Event::Ban { name, banned } => {
                 self.update(|room, out| room.set_banned(&name, banned, out))
             }
+            Event::Typing { name, to } => self.update(|room, out| {
+                room.tell_typing(&name, to.as_deref(), out);
+            }),
             Event::Cleared => self.update(|room, out| {
                 room.history.clear();
                 let frame = encode(&ServerFrame::Cleared);
@@ -1012,6 +1042,31 @@ impl Room {
             }
         }
         hosts.into_iter().collect()
+    }
+
+    /// Whether a typing notice of `from` (to `to`, or the room) may go:
+    /// only when `from` could send that message now.
+    fn typing_allowed(&self, from: &str, to: Option<&str>) -> bool {
+        if self.is_host(from) {
+            return true;
+        }
+        let to_host = to.is_some_and(|to| self.is_host(to));
+        let muted = self.check_muted(from).is_err() && !to_host;
+        let closed = match to {
+            None => self.mode.announce,
+            Some(_) => !self.mode.private && !to_host,
+        };
+        !muted && !closed
+    }
+
+    /// Sends `from`'s typing notice to the room (but `from`), or to `to`.
+    fn tell_typing(&self, from: &str, to: Option<&str>, out: &mut Vec<Work>) {
+        let frame = encode(&ServerFrame::Typing { name: from, to });
+        let recipients = |_: &Uuid, c: &Client| match to {
+            Some(to) => c.name == to && c.name != from,
+            None => c.name != from,
+        };
+        out.extend(self.delivery(&frame, recipients).map(Work::Deliver));
     }
 
     /// Tells everyone the mode.

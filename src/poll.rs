@@ -49,6 +49,7 @@ const MAX_TRACKED_SESSIONS: usize = 10_000;
 pub struct PollLimits {
     polls: Mutex<HashMap<String, RateLimit>>,
     says: Mutex<HashMap<String, RateLimit>>,
+    typing: Mutex<HashMap<String, RateLimit>>,
 }
 
 impl PollLimits {
@@ -136,6 +137,11 @@ pub fn say(request: &Request, hub: &Hub, limits: &PollLimits, host_key: &str) ->
     match frame {
         ClientFrame::Say { .. } | ClientFrame::Whisper { .. } => {
             say_message(hub, &session, host, frame)
+        }
+        ClientFrame::Typing { .. }
+            if !PollLimits::allow(&limits.typing, &session.id, RateLimit::typing) =>
+        {
+            Response::new(204, "text/plain; charset=utf-8", Vec::new()) // dropped
         }
         other => match hub.handle(&session, host, other, None) {
             Ok(()) => Response::new(204, "text/plain; charset=utf-8", Vec::new()),

@@ -106,6 +106,11 @@ pub enum ServerFrame<'a> {
         name: &'a str,
     },
     Cleared,
+    Typing {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -199,6 +204,11 @@ pub enum Event {
         banned: bool,
     },
     Cleared,
+    /// Someone is typing (never stored): to the room, or to `to`.
+    Typing {
+        name: String,
+        to: Option<String>,
+    },
     /// Close these connections (a logout, kick or release on another
     /// server): every connection of `session`, or of `name` when `session`
     /// is none.
@@ -351,6 +361,8 @@ pub enum ClientFrame {
     Whisper { to: String, text: String },
     /// `{"type":"delete","id":...}`
     Delete { id: String },
+    /// `{"type":"typing"}`, or `{"type":"typing","to":...}` in private.
+    Typing { to: Option<String> },
     /// A host's frame (checked by the hub: `forbidden` for others).
     Host(HostAction),
 }
@@ -472,6 +484,9 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
             }))
         }
         Some("clear") => Ok(ClientFrame::Host(HostAction::Clear)),
+        Some("typing") => Ok(ClientFrame::Typing {
+            to: field("to").map(|to| to.trim().to_string()),
+        }),
         Some(other) => Err(bad(&format!(
             "unknown frame type {other:?}: expected \"message\", \"private\", \"delete\" or a host frame"
         ))),
