@@ -96,13 +96,14 @@ proptest! {
     }
 
     #[test]
-    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete|mute|kick|mode|clear)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
+    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete|mute|kick|mode|clear|typing)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
         match parse_client_frame(&raw) {
             Ok(ClientFrame::Say { text }) | Ok(ClientFrame::Whisper { text, .. }) => {
                 prop_assert_eq!(text.trim(), text.as_str());
                 prop_assert!((1..=MAX_TEXT_CHARS).contains(&text.chars().count()));
             }
             Ok(ClientFrame::Delete { .. }) => prop_assert!(raw.contains("delete")),
+            Ok(ClientFrame::Typing { .. }) => prop_assert!(raw.contains("typing")),
             Ok(ClientFrame::Host(_)) => prop_assert!(raw.contains("type")),
             Err(error) => prop_assert!(!error.message.is_empty()),
         }
