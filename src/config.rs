@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
-               [--host-key KEY]
+               [--host-key KEY] [--max-upload MIB] [--files-cap MIB]
        lanchat --version | --help
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
@@ -27,7 +27,10 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                          2 to 3 times this long (default 30)
   --www DIR              serve the page from DIR instead of the embedded copy
   --host-key KEY         the secret of the host link (env LANCHAT_HOST_KEY;
-                         default: the one kept in Redis, or a new random one)";
+                         default: the one kept in Redis, or a new random one)
+  --max-upload MIB       largest file a user may upload (default 10; 0: off)
+  --files-cap MIB        MiB of uploaded files kept in all, oldest out
+                         first (default 256)";
 
 /// Shortest `--host-key`: a guessable key would make anyone a host.
 pub const MIN_HOST_KEY_CHARS: usize = 16;
@@ -45,6 +48,10 @@ pub struct Config {
     pub www: Option<PathBuf>,
     /// The host link's secret (`--host-key`, env `LANCHAT_HOST_KEY`).
     pub host_key: Option<String>,
+    /// Largest upload, in MiB (0: uploads off).
+    pub max_upload_mib: u64,
+    /// MiB of files kept in all.
+    pub files_cap_mib: u64,
 }
 
 #[derive(Debug, PartialEq)]
@@ -68,6 +75,8 @@ impl Default for Config {
             heartbeat: Duration::from_secs(30),
             www: None,
             host_key: None,
+            max_upload_mib: 10,
+            files_cap_mib: 256,
         }
     }
 }
@@ -136,6 +145,8 @@ impl Config {
                     config.heartbeat = Duration::from_secs_f64(secs);
                 }
                 "--www" => config.www = Some(PathBuf::from(value()?)),
+                "--max-upload" => config.max_upload_mib = number(&flag, &value()?)?,
+                "--files-cap" => config.files_cap_mib = number(&flag, &value()?)?,
                 "--host-key" => {
                     let key = value()?;
                     if key.len() < MIN_HOST_KEY_CHARS

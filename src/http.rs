@@ -104,6 +104,11 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
         return Err(ReadError::HeadTooLarge);
     }
     let mut rest = buf.split_off(head_len);
+    if request.path == "/files" {
+        // An upload: `files.rs` reads the body itself, with its own cap
+        // and deadline (it may be megabytes).
+        return Ok((request, rest));
+    }
     if let Some(length) = request.header("content-length") {
         let length: usize = length
             .trim()
@@ -208,7 +213,25 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A response body: its own bytes, or bytes shared with others (a file
+/// served to thirty people is one copy in memory, not thirty).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<[u8]>),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Owned(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        }
+    }
 }
 
 impl Response {
@@ -216,7 +239,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
-            body: body.into(),
+            body: Body::Owned(body.into()),
         }
     }
 
@@ -252,7 +275,14 @@ impl Response {
         bytes.push_str("Connection: close\r\n");
         bytes.push_str("X-Content-Type-Options: nosniff\r\n\r\n");
         let mut bytes = bytes.into_bytes();
-        if !head_only {
+        if head_only {
+            // Nothing more.
+        } else if let Body::Shared(shared) = &self.body {
+            // Written from the shared bytes, never copied.
+            out.write_all(&bytes)?;
+            out.write_all(shared)?;
+            return out.flush();
+        } else {
             bytes.extend_from_slice(&self.body);
         }
         out.write_all(&bytes)?;

@@ -30,8 +30,8 @@ use crate::names;
 use crate::now_ms;
 use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
-    AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, HostAction, Mode, Muted,
-    PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
+    AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
+    Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
@@ -428,13 +428,31 @@ impl Hub {
     ) -> Result<(), ClientError> {
         let from = session.name.as_str();
         match frame {
-            ClientFrame::Say { text } => self.say(from, text, reply),
-            ClientFrame::Whisper { to, text } => self.whisper(from, &to, text, reply),
+            ClientFrame::Say { text, file } => {
+                let file = self.attachment(file)?;
+                self.say(from, text, file, reply)
+            }
+            ClientFrame::Whisper { to, text, file } => {
+                let file = self.attachment(file)?;
+                self.whisper(from, &to, text, file, reply)
+            }
             ClientFrame::Delete { id } => self.delete(from, &id),
             ClientFrame::Host(action) => self.host_action(from, host, action),
             ClientFrame::Typing { to } => {
                 self.typing(from, to.as_deref());
                 Ok(())
+            }
+        }
+    }
+
+    /// The file a message attaches (by its id), while it is kept.
+    fn attachment(&self, id: Option<String>) -> Result<Option<FileRef>, ClientError> {
+        let Some(id) = id else { return Ok(None) };
+        match self.store.file_meta(&id) {
+            Some(file) => Ok(Some(file)),
+            None => {
+                let why = "That file is not here (any more): upload it again.";
+                Err(ClientError::new(ErrorCode::UnknownFile, why))
             }
         }
     }
@@ -465,13 +483,20 @@ impl Hub {
     /// A room message from `from`: accepted now (unless the mode or a mute
     /// says no); stored, kept in the history and sent to everyone by
     /// [`Hub::prepare`].
-    pub fn say(&self, from: &str, text: String, reply: Option<Reply>) -> Result<(), ClientError> {
+    pub fn say(
+        &self,
+        from: &str,
+        text: String,
+        file: Option<FileRef>,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
             from: from.to_string(),
             text,
             ts: now_ms(),
+            file,
         };
         self.update(|room, out| {
             if !room.is_host(from) {
@@ -494,6 +519,7 @@ impl Hub {
         from: &str,
         to: &str,
         text: String,
+        file: Option<FileRef>,
         reply: Option<Reply>,
     ) -> Result<(), ClientError> {
         // Ask the store before taking the lock: it may do I/O. `to` is
@@ -510,6 +536,7 @@ impl Hub {
             to: to.to_string(),
             text,
             ts: now_ms(),
+            file,
         };
         self.update(|room, out| {
             if !room.is_host(from) && !room.is_host(to) {
@@ -654,6 +681,11 @@ impl Hub {
                 }
             }
         });
+    }
+
+    /// Whether non-hosts may upload files now (the mode's `uploads`).
+    pub fn uploads_allowed(&self) -> bool {
+        self.lock().mode.uploads
     }
 
     /// At shutdown: every held poll answers now.
@@ -1317,6 +1349,15 @@ mod tests {
         fn host_key(&self, proposed: &str, given: bool) -> String {
             self.inner.host_key(proposed, given)
         }
+        fn put_file(&self, file: &crate::protocol::FileRef, bytes: Arc<[u8]>, cap: u64) {
+            self.inner.put_file(file, bytes, cap)
+        }
+        fn file_meta(&self, id: &str) -> Option<crate::protocol::FileRef> {
+            self.inner.file_meta(id)
+        }
+        fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+            self.inner.file(id)
+        }
     }
 
     /// A connection as the hub sees it (an outbox on a real loopback
@@ -1392,7 +1433,8 @@ mod tests {
             std::thread::spawn(move || hub.join(&session("bob"), outbox, None, false))
         };
         took_rx.recv().unwrap(); // bob's join has read his (empty) inbox ...
-        hub.whisper("alice", "bob", "psst".into(), None).unwrap(); // ... bob is offline: inboxed
+        hub.whisper("alice", "bob", "psst".into(), None, None)
+            .unwrap(); // ... bob is offline: inboxed
         go_tx.send(()).unwrap();
         joining.join().unwrap();
         bob_outbox.release();
@@ -1405,7 +1447,8 @@ mod tests {
             "psst",
             "read again after registering"
         );
-        hub.whisper("alice", "bob", "second".into(), None).unwrap();
+        hub.whisper("alice", "bob", "second".into(), None, None)
+            .unwrap();
         assert_eq!(next_frame(&mut bob)["text"], "second", "and psst only once");
         assert!(hub.store().take_inbox("bob").is_empty());
     }

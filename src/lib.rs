@@ -21,6 +21,7 @@
 //! | [`names`]      | valid names, their key (case and look-alikes), passwords | |
 //! | [`page`]       | the web page in `www/` (embedded) and the login form | |
 //! | [`connection`] | one WebSocket: its handshake and read pump (heartbeat, rate limit) | `conn-N` after `101` |
+//! | [`files`]      | uploads (`POST /files`, streamed, capped) and downloads, served safely | `conn-N` |
 //! | [`poll`]       | the chat without WebSocket: `GET /poll` (short and long), `POST /say` | `conn-N` (a held poll sleeps), `pollers` |
 //! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
 //! | [`hub`]        | who is online, the recent history, deciding who gets what | |
@@ -100,6 +101,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fanout;
+pub mod files;
 pub mod http;
 pub mod hub;
 pub mod names;

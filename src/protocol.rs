@@ -39,6 +39,22 @@ pub struct RoomMessage {
     pub from: String,
     pub text: String,
     pub ts: u64,
+    /// An uploaded file attached to it (see `files.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// A file as messages carry it: what the page needs to show and fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// The `Content-Type` its uploader gave (how it is served depends on
+    /// its bytes: `files.rs`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
 }
 
 /// A private message (`P` in the contract), with its own `"type"` too.
@@ -53,6 +69,8 @@ pub struct PrivateMessage {
     pub to: String,
     pub text: String,
     pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
 }
 
 /// Every frame the server sends; `type` is the variant's name in lowercase.
@@ -356,9 +374,13 @@ impl ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
     /// `{"type":"message","text":...}`, or any text frame that is not a JSON object.
-    Say { text: String },
+    Say { text: String, file: Option<String> },
     /// `{"type":"private","to":...,"text":...}`
-    Whisper { to: String, text: String },
+    Whisper {
+        to: String,
+        text: String,
+        file: Option<String>,
+    },
     /// `{"type":"delete","id":...}`
     Delete { id: String },
     /// `{"type":"typing"}`, or `{"type":"typing","to":...}` in private.
@@ -407,7 +429,8 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
         // `ws.send("hi")` from a browser console just works).
         _ => {
             return Ok(ClientFrame::Say {
-                text: valid_text(raw)?,
+                text: valid_text(raw, false)?,
+                file: None,
             });
         }
     };
@@ -416,17 +439,21 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
     match object.get("type").and_then(|t| t.as_str()) {
         Some("message") => {
             let text = field("text").ok_or_else(|| bad("a message needs a string \"text\""))?;
+            let file = field("file").map(str::to_string);
             Ok(ClientFrame::Say {
-                text: valid_text(text)?,
+                text: valid_text(text, file.is_some())?,
+                file,
             })
         }
         Some("private") => {
             let to = field("to").ok_or_else(|| bad("a private message needs a string \"to\""))?;
             let text =
                 field("text").ok_or_else(|| bad("a private message needs a string \"text\""))?;
+            let file = field("file").map(str::to_string);
             Ok(ClientFrame::Whisper {
                 to: to.trim().to_string(),
-                text: valid_text(text)?,
+                text: valid_text(text, file.is_some())?,
+                file,
             })
         }
         Some("delete") => {
@@ -495,9 +522,19 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
 }
 
 /// A message text trimmed, with 1 to [`MAX_TEXT_CHARS`] code points.
-fn valid_text(raw: &str) -> Result<String, ClientError> {
-    let text = raw.trim();
-    if text.is_empty() {
+/// Line breaks become `\n`; every other control character but tab goes
+/// (a `\r` could overwrite a terminal line, an escape sequence recolor it),
+/// then the text is trimmed and its length checked (it may be empty with a
+/// file).
+fn valid_text(raw: &str, with_file: bool) -> Result<String, ClientError> {
+    let cleaned: String = raw
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    let text = cleaned.trim();
+    if text.is_empty() && !with_file {
         return Err(ClientError::new(ErrorCode::Empty, "The message is empty."));
     }
     let chars = text.chars().count();
@@ -522,20 +559,45 @@ mod tests {
     fn frames_parse_and_trim() {
         assert_eq!(
             parse_client_frame(r#"{"type":"message","text":"  hi "}"#),
-            Ok(ClientFrame::Say { text: "hi".into() })
+            Ok(ClientFrame::Say {
+                text: "hi".into(),
+                file: None
+            })
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"private","to":" bob ","text":"yo","extra":1}"#),
             Ok(ClientFrame::Whisper {
                 to: "bob".into(),
-                text: "yo".into()
+                text: "yo".into(),
+                file: None
+            })
+        );
+        // Control characters go, line breaks stay (as \n); then the trim.
+        assert_eq!(
+            parse_client_frame(
+                "{\"type\":\"message\",\"text\":\"\\u0007a\\r\\nb\\rc\\u001b[31m\\t \"}"
+            ),
+            Ok(ClientFrame::Say {
+                text: "a\nb\nc[31m".into(),
+                file: None
+            })
+        );
+        // With a file, the text may be empty.
+        assert_eq!(
+            parse_client_frame(r#"{"type":"message","text":"","file":"f1"}"#),
+            Ok(ClientFrame::Say {
+                text: "".into(),
+                file: Some("f1".into())
             })
         );
         // Not an object: the frame itself is the text.
         for raw in ["hi", "42", "[1,2]", "\"quoted\"", "{not json"] {
             assert_eq!(
                 parse_client_frame(raw),
-                Ok(ClientFrame::Say { text: raw.into() })
+                Ok(ClientFrame::Say {
+                    text: raw.into(),
+                    file: None
+                })
             );
         }
     }
@@ -573,6 +635,7 @@ mod tests {
             from: "a".into(),
             text: "<b>".into(),
             ts: 7,
+            file: None,
         };
         let bytes = encode(&ServerFrame::Message(&m));
         let json = r#"{"type":"message","id":"i","seq":3,"from":"a","text":"<b>","ts":7}"#;
@@ -586,6 +649,7 @@ mod tests {
             to: "b".into(),
             text: "t".into(),
             ts: 1,
+            file: None,
         };
         let offline = encode(&ServerFrame::Offline { messages: &[p] });
         let want = r#"{"type":"offline","messages":[{"type":"private","id":"i","seq":4,"from":"a","to":"b","text":"t","ts":1}]}"#;

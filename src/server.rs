@@ -23,6 +23,7 @@
 //! | `POST /password` | [`set_password`]: `204`, `400`, `401`, `403` |
 //! | `GET /host`      | the host link: `303` + host cookie, or `403` |
 //! | `GET /poll`, `POST /say` | the chat without WebSocket (`poll.rs`) |
+//! | `POST /files`, `GET /files/ID[/NAME]` | files (`files.rs`): `201`, `401`, `403`, `411`, `413`, `429`; the bytes or `404` |
 //! | `GET /<file>`    | a file of the page, else `404` |
 //! | other methods    | `405` on a known path, else `404` |
 //!
@@ -33,6 +34,7 @@
 use crate::cluster::{self, Publisher};
 use crate::config::Config;
 use crate::connection::{self, Settings};
+use crate::files::{self, FileLimits, UploadCounts};
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
 use crate::names;
@@ -60,6 +62,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// under the contract's 5 seconds.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(2500);
 const SHUTDOWN_STORE_FLUSH: Duration = Duration::from_millis(1500);
+/// Bytes in a MiB, the unit of `--max-upload` and `--files-cap`.
+const MIB: u64 = 1024 * 1024;
 
 /// Everything the connection threads share, read-only but for the hub.
 pub struct Shared {
@@ -75,6 +79,10 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Per-session rate limits of `/poll` and `/say`.
     pub poll_limits: PollLimits,
+    /// `--max-upload` and `--files-cap`, in bytes.
+    pub file_limits: FileLimits,
+    /// Uploads per session (`429` past the limit).
+    pub upload_counts: UploadCounts,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
@@ -124,6 +132,11 @@ pub fn run(config: Config) -> Result<(), String> {
         open: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         poll_limits: PollLimits::default(),
+        file_limits: FileLimits {
+            max_upload: config.max_upload_mib * MIB,
+            cap: config.files_cap_mib * MIB,
+        },
+        upload_counts: UploadCounts::default(),
     });
     poll::start_reaper(shared.hub.clone(), config.heartbeat).map_err(|e| e.to_string())?;
     watch_signals(shared.clone())?;
@@ -285,7 +298,25 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
     if request.path == "/ws" && request.method == "GET" {
         return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
     }
-    let response = route(&request, shared);
+    let key = &shared.settings.host_key;
+    let response = match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/files") => {
+            let (limits, counts) = (shared.file_limits, &shared.upload_counts);
+            files::upload(
+                &request,
+                rest,
+                &mut socket,
+                &shared.hub,
+                limits,
+                counts,
+                key,
+            )
+        }
+        ("GET" | "HEAD", path) if path.starts_with("/files/") => {
+            files::download(&request, &shared.hub, &socket)
+        }
+        _ => route(&request, shared),
+    };
     let _ = response.write_to(&mut socket, request.method == "HEAD");
     http::close_gracefully(&socket);
 }

@@ -98,9 +98,11 @@ proptest! {
     #[test]
     fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete|mute|kick|mode|clear|typing)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
         match parse_client_frame(&raw) {
-            Ok(ClientFrame::Say { text }) | Ok(ClientFrame::Whisper { text, .. }) => {
+            Ok(ClientFrame::Say { text, file }) | Ok(ClientFrame::Whisper { text, file, .. }) => {
                 prop_assert_eq!(text.trim(), text.as_str());
-                prop_assert!((1..=MAX_TEXT_CHARS).contains(&text.chars().count()));
+                let least = if file.is_some() { 0 } else { 1 };
+                prop_assert!((least..=MAX_TEXT_CHARS).contains(&text.chars().count()));
+                prop_assert!(!text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
             }
             Ok(ClientFrame::Delete { .. }) => prop_assert!(raw.contains("delete")),
             Ok(ClientFrame::Typing { .. }) => prop_assert!(raw.contains("typing")),

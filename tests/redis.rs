@@ -376,6 +376,7 @@ fn an_inbox_flushed_while_taken_is_taken_once() {
         to: "bob".into(),
         text: "psst".into(),
         ts: 1,
+        file: None,
     };
     store.commit(&mut [Write::Private {
         message,

@@ -11,8 +11,9 @@
 use super::{CONVERSATION_LEN, INBOX_LEN, Store, Write};
 use super::{Claim, Moderation, SESSION_TTL, Session};
 use crate::names::{self, FAILURE_WINDOW_SECS};
-use crate::protocol::{Mode, PrivateMessage, RoomMessage};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use std::time::Instant;
@@ -55,6 +56,9 @@ struct Inner {
     mutes: HashMap<String, u64>,
     /// name key -> display name
     banned: HashMap<String, String>,
+    /// Uploaded files, oldest first, and their bytes in all.
+    files: VecDeque<(FileRef, Arc<[u8]>)>,
+    file_bytes: u64,
 }
 
 impl Inner {
@@ -285,6 +289,36 @@ impl Store for MemoryStore {
         self.lock().banned.get(key).cloned()
     }
 
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64) {
+        let mut inner = self.lock();
+        inner.file_bytes += bytes.len() as u64;
+        inner.files.push_back((file.clone(), bytes));
+        while inner.file_bytes > cap {
+            let Some((_, oldest)) = inner.files.pop_front() else {
+                break;
+            };
+            inner.file_bytes -= oldest.len() as u64;
+        }
+    }
+
+    fn file_meta(&self, id: &str) -> Option<FileRef> {
+        let inner = self.lock();
+        inner
+            .files
+            .iter()
+            .find(|(f, _)| f.id == id)
+            .map(|(f, _)| f.clone())
+    }
+
+    fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+        let inner = self.lock();
+        inner
+            .files
+            .iter()
+            .find(|(f, _)| f.id == id)
+            .map(|(_, b)| b.clone())
+    }
+
     fn host_key(&self, proposed: &str, _given: bool) -> String {
         proposed.to_string()
     }
@@ -316,6 +350,7 @@ mod tests {
             to: "b".into(),
             text: n.to_string(),
             ts: 0,
+            file: None,
         }
     }
 

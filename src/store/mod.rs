@@ -14,7 +14,8 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, open_redis};
 
-use crate::protocol::{Mode, PrivateMessage, RoomMessage};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a session (and both cookies) last: 30 days.
@@ -132,6 +133,14 @@ pub trait Store: Send + Sync {
     fn set_banned(&self, key: &str, name: &str, banned: bool);
     /// The display form of a banned name with this key.
     fn banned(&self, key: &str) -> Option<String>;
+    /// Keeps an uploaded file; past `cap` bytes of files in all, the
+    /// oldest go.
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64);
+    /// A file's description, while it is kept.
+    fn file_meta(&self, id: &str) -> Option<FileRef>;
+    /// A file's bytes, shared: a download never copies them.
+    fn file(&self, id: &str) -> Option<Arc<[u8]>>;
+
     /// The host link's key (with Redis, every server of the chat shares
     /// it): `proposed` when `given` (by flag or environment: it replaces the
     /// kept one), else the kept one, else `proposed` (kept from now on).

@@ -17,6 +17,10 @@
 //! | `lanchat:mutes`                | hash   | display name -> end of the mute (ms since the epoch) |
 //! | `lanchat:bans`                 | hash   | key -> display name of the banned |
 //! | `lanchat:host_key`             | string | the host link's key, shared by every server |
+//! | `lanchat:file:<id>`            | string | an uploaded file's bytes |
+//! | `lanchat:file:<id>:meta`       | string | its description (`FileRef` as JSON) |
+//! | `lanchat:files`                | list   | the files' ids, oldest first (evicted first past `--files-cap`) |
+//! | `lanchat:files:sizes`          | hash   | id -> size in bytes |
 //!
 //! **Messages: group commit.** The fan-out thread hands [`Store::commit`]
 //! everything the hub accepted since its last batch; one Lua script (one
@@ -52,7 +56,7 @@ use super::{CONVERSATION_LEN, HISTORY_LEN, INBOX_LEN, SESSION_TTL, Session, Stor
 use super::{Claim, Moderation};
 use crate::lock;
 use crate::names::{self, FAILURE_WINDOW_SECS};
-use crate::protocol::{Mode, PrivateMessage, RoomMessage};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +94,33 @@ pub const MUTES_KEY: &str = "lanchat:mutes";
 pub const BANS_KEY: &str = "lanchat:bans";
 pub const HOST_KEY_KEY: &str = "lanchat:host_key";
 
+pub fn file_key(id: &str) -> String {
+    format!("lanchat:file:{id}")
+}
+
+fn file_meta_key(id: &str) -> String {
+    format!("lanchat:file:{id}:meta")
+}
+
+/// Keeps a file (KEYS: its bytes, its meta; ARGV: bytes, meta, id, size,
+/// cap), then drops the oldest files while their sizes add up past the cap.
+const PUT_FILE_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('RPUSH', 'lanchat:files', ARGV[3])
+redis.call('HSET', 'lanchat:files:sizes', ARGV[3], ARGV[4])
+local total = 0
+for _, size in ipairs(redis.call('HVALS', 'lanchat:files:sizes')) do total = total + tonumber(size) end
+while total > tonumber(ARGV[5]) do
+  local oldest = redis.call('LPOP', 'lanchat:files')
+  if not oldest then break end
+  total = total - (tonumber(redis.call('HGET', 'lanchat:files:sizes', oldest)) or 0)
+  redis.call('HDEL', 'lanchat:files:sizes', oldest)
+  redis.call('DEL', 'lanchat:file:' .. oldest, 'lanchat:file:' .. oldest .. ':meta')
+end
+return 0
+"#;
+
 /// Longest we wait for Redis on one connect or command. A Redis that does
 /// not answer in this time counts as unreachable (the contract's second).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -98,6 +129,8 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Session writes kept while Redis is down (see the module doc).
 pub const MAX_PENDING_RECORDS: usize = 10_000;
+/// Bytes of downloaded files kept here until a `put_file` says the cap.
+const DEFAULT_FILE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// Sessions remembered for outages. Past it, expired sessions go,
 /// then everything (it is only a fallback; Redis has them all).
 pub const MAX_CACHED: usize = 10_000;
@@ -177,6 +210,18 @@ pub struct RedisStore {
     /// The highest seq this server has given or seen given: the next one
     /// while Redis is unreachable.
     last_seq: AtomicU64,
+    /// Files downloaded here, shared by every download (at most the files
+    /// cap in all: see [`RedisStore::file`]).
+    files: Mutex<FileCache>,
+}
+
+/// Recently served files' bytes, oldest first.
+#[derive(Default)]
+struct FileCache {
+    files: VecDeque<(String, Arc<[u8]>)>,
+    bytes: u64,
+    /// The files cap last given to `put_file` (the cache's bound too).
+    cap: u64,
 }
 
 /// What the writer thread and the store share.
@@ -256,6 +301,10 @@ impl RedisStore {
             }),
             readers: Mutex::new(vec![connection]),
             last_seq: AtomicU64::new(last_seq.unwrap_or(0)),
+            files: Mutex::new(FileCache {
+                cap: DEFAULT_FILE_CACHE_BYTES,
+                ..FileCache::default()
+            }),
         };
         let shared = store.shared.clone();
         let url = url.to_string();
@@ -825,6 +874,44 @@ impl Store for RedisStore {
         .flatten()
     }
 
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64) {
+        let _ = self.read(|c| {
+            redis::cmd("EVAL")
+                .arg(PUT_FILE_SCRIPT)
+                .arg(2)
+                .arg(file_key(&file.id))
+                .arg(file_meta_key(&file.id))
+                .arg(&*bytes)
+                .arg(to_json(file))
+                .arg(&file.id)
+                .arg(bytes.len())
+                .arg(cap)
+                .exec(c)
+        });
+        let mut cache = lock(&self.files);
+        cache.cap = cap;
+        cache.keep(&file.id, bytes);
+    }
+
+    fn file_meta(&self, id: &str) -> Option<FileRef> {
+        let json: Option<String> = self
+            .read(|c| redis::cmd("GET").arg(file_meta_key(id)).query(c))
+            .flatten();
+        parse(&json?)
+    }
+
+    fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+        if let Some((_, bytes)) = lock(&self.files).files.iter().find(|(f, _)| f == id) {
+            return Some(bytes.clone());
+        }
+        let bytes: Vec<u8> = self
+            .read(|c| redis::cmd("GET").arg(file_key(id)).query(c))
+            .flatten()?;
+        let bytes: Arc<[u8]> = bytes.into();
+        lock(&self.files).keep(id, bytes.clone());
+        Some(bytes)
+    }
+
     fn host_key(&self, proposed: &str, given: bool) -> String {
         let kept = self.read(|c| {
             let mut set = redis::cmd("SET");
@@ -845,6 +932,23 @@ impl Store for RedisStore {
 
     fn flush(&self, timeout: Duration) -> usize {
         RedisStore::flush(self, timeout)
+    }
+}
+
+impl FileCache {
+    /// Keeps a file's bytes, dropping the oldest past the cap.
+    fn keep(&mut self, id: &str, bytes: Arc<[u8]>) {
+        if self.files.iter().any(|(f, _)| f == id) {
+            return;
+        }
+        self.bytes += bytes.len() as u64;
+        self.files.push_back((id.to_string(), bytes));
+        while self.bytes > self.cap {
+            let Some((_, oldest)) = self.files.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len() as u64;
+        }
     }
 }
 
@@ -1099,6 +1203,7 @@ mod tests {
             from: "a".into(),
             text: r#""seq":0 in a text"#.into(),
             ts: 1,
+            file: None,
         };
         let json = to_json(&message);
         let (head, tail) = split_at_seq(&json);

@@ -107,6 +107,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes, as sent (files).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -168,6 +170,7 @@ pub fn parse_response(bytes: &[u8]) -> HttpResponse {
             })
             .collect(),
         body: String::from_utf8_lossy(&bytes[head_len..]).into_owned(),
+        bytes: bytes[head_len..].to_vec(),
     }
 }
 
@@ -183,6 +186,28 @@ pub fn get(server: &Server, path: &str, cookie: Option<&str>) -> HttpResponse {
         )
         .as_bytes(),
     )
+}
+
+/// `POST /files`: uploads `bytes` as `name` with this content type.
+pub fn upload(
+    server: &Server,
+    name: &str,
+    kind: &str,
+    bytes: &[u8],
+    cookie: Option<&str>,
+) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "POST /files HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: {kind}\r\nX-Filename: {}\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        form_value(name),
+        bytes.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(bytes);
+    raw_http(server, &request)
 }
 
 /// `POST /say` with a JSON body.
