@@ -14,6 +14,7 @@ pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
                [--host-key KEY] [--max-upload MIB] [--files-cap MIB]
+               [--max-per-address N] [--allow-host NAME]...
        lanchat --version | --help
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
@@ -30,7 +31,13 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                          default: the one kept in Redis, or a new random one)
   --max-upload MIB       largest file a user may upload (default 10; 0: off)
   --files-cap MIB        MiB of uploaded files kept in all, oldest out
-                         first (default 256)";
+                         first (default 256)
+  --max-per-address N    open connections and new sessions a minute per
+                         client address (default 64; 0: no limit, e.g.
+                         behind a reverse proxy)
+  --allow-host NAME      a Host name (with or without :port) to answer
+                         besides localhost, this machine's addresses and
+                         NAME.local; repeatable (others get 421)";
 
 /// Shortest `--host-key`: a guessable key would make anyone a host.
 pub const MIN_HOST_KEY_CHARS: usize = 16;
@@ -52,6 +59,11 @@ pub struct Config {
     pub max_upload_mib: u64,
     /// MiB of files kept in all.
     pub files_cap_mib: u64,
+    /// Open connections, and new sessions a minute, per client address
+    /// (0: no limit, behind a reverse proxy).
+    pub max_per_address: usize,
+    /// Host names requests may carry besides the built-in ones.
+    pub allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -77,6 +89,8 @@ impl Default for Config {
             host_key: None,
             max_upload_mib: 10,
             files_cap_mib: 256,
+            max_per_address: 64,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -147,6 +161,8 @@ impl Config {
                 "--www" => config.www = Some(PathBuf::from(value()?)),
                 "--max-upload" => config.max_upload_mib = number(&flag, &value()?)?,
                 "--files-cap" => config.files_cap_mib = number(&flag, &value()?)?,
+                "--max-per-address" => config.max_per_address = number(&flag, &value()?)?,
+                "--allow-host" => config.allow_hosts.push(value()?.to_ascii_lowercase()),
                 "--host-key" => {
                     let key = value()?;
                     if key.len() < MIN_HOST_KEY_CHARS

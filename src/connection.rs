@@ -22,15 +22,16 @@
 use crate::http::{self, Request, Response};
 use crate::hub::Hub;
 use crate::outbox::{Full, Outbox};
-use crate::protocol::{
-    ClientError, ClientFrame, Encoded, ErrorCode, MAX_MESSAGE_BYTES, parse_client_frame,
-};
+use crate::protocol::{ClientError, ClientFrame, Encoded, MAX_MESSAGE_BYTES, parse_client_frame};
+use crate::rate::{RateLimit, rate_limited};
 use crate::session;
 use crate::store::Session;
 use base64::Engine;
 use log::{debug, info, warn};
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::{Error as WsError, ProtocolError};
@@ -39,15 +40,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+/// A connection with no whole frame (pongs count) for this many heartbeats
+/// is closed: pinged after one, so closed 2 to 3 heartbeats after its last.
+const SILENT_HEARTBEATS: u32 = 2;
 /// tungstenite allocates its read buffer eagerly for every connection; its
 /// 128 KiB default would cost 1.25 GiB at 10,000 connections. Chat frames are
 /// small; a large one just takes a few more reads.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Messages a client may send: 20 a second on average, bursts of up to 40.
-pub const RATE_PER_SEC: f64 = 20.0;
-pub const RATE_BURST: f64 = 40.0;
-/// At most one typing notice per connection this often is relayed.
-pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 /// `GET /ws`: checks the request, answers `101`, and runs the connection on
 /// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
@@ -173,10 +172,18 @@ fn host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
 struct ReadHalf {
     socket: Arc<TcpStream>,
     outbox: Outbox,
+    /// When the last whole frame arrived (the read pump sets it).
+    last_frame: Rc<Cell<Instant>>,
+    /// Silence allowed between whole frames: a peer trickling the bytes of
+    /// a frame that never ends gets no more time than a silent one.
+    silence: Duration,
 }
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.last_frame.get().elapsed() >= self.silence {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
         (&*self.socket).read(buf)
     }
 }
@@ -259,9 +266,12 @@ fn run(
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let last_frame = Rc::new(Cell::new(Instant::now()));
     let half = ReadHalf {
         socket: socket.clone(),
         outbox: outbox.clone(),
+        last_frame: last_frame.clone(),
+        silence: settings.heartbeat * SILENT_HEARTBEATS,
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
@@ -272,7 +282,7 @@ fn run(
     };
     outbox.release(); // welcome, history, offline: first, then anything else
     info!("{peer} {:?} connected", session.name);
-    let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings);
+    let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
     drop(registration);
     match &ending {
         Ending::Failed(error) => warn!("{peer} {:?} disconnected: {error}", session.name),
@@ -312,10 +322,9 @@ fn read_pump(
     host: bool,
     outbox: &Outbox,
     settings: &Settings,
+    last_frame: &Cell<Instant>,
 ) -> Ending {
-    let mut rate = RateLimit::messages();
     let mut typing = RateLimit::typing();
-    let mut last_heard = Instant::now();
     loop {
         let message = match ws.read() {
             Ok(message) => message,
@@ -325,9 +334,9 @@ fn read_pump(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                // A heartbeat interval passed with nothing read.
-                let silent = last_heard.elapsed();
-                if silent >= settings.heartbeat * 2 {
+                // A heartbeat interval passed with no whole frame read.
+                let silent = last_frame.get().elapsed();
+                if silent >= settings.heartbeat * SILENT_HEARTBEATS {
                     close(ws, CloseCode::Away, "no answer to pings");
                     return Ending::Silent;
                 }
@@ -340,11 +349,11 @@ fn read_pump(
             }
             Err(error) => return ending_for(ws, error),
         };
-        last_heard = Instant::now();
+        last_frame.set(Instant::now());
         match message {
             Message::Text(text) => {
                 debug!("{:?} sent {:?}", session.name, text.as_str());
-                let reply = if rate.allow() {
+                let reply = if hub.allow_message(&session.name) {
                     handle(hub, session, host, &mut typing, text.as_str()).err()
                 } else {
                     Some(rate_limited())
@@ -408,62 +417,6 @@ fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) ->
     Ending::WeClosed(code, reason)
 }
 
-/// A token bucket: `burst` tokens, refilled at `per_sec` a second. Used for
-/// every rate limit (a connection's messages, a session's polls and says).
-pub struct RateLimit {
-    per_sec: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    /// The message rate of the contract: [`RATE_PER_SEC`], bursts of [`RATE_BURST`].
-    pub fn messages() -> RateLimit {
-        RateLimit::new(RATE_PER_SEC, RATE_BURST)
-    }
-
-    /// One typing notice per [`TYPING_EVERY`].
-    pub fn typing() -> RateLimit {
-        RateLimit::new(1.0 / TYPING_EVERY.as_secs_f64(), 1.0)
-    }
-
-    pub fn new(per_sec: f64, burst: f64) -> RateLimit {
-        RateLimit {
-            per_sec,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// When the bucket was last used.
-    pub fn last_used(&self) -> Instant {
-        self.last
-    }
-}
-
-/// The error a client gets past the message rate.
-pub fn rate_limited() -> ClientError {
-    ClientError::new(
-        ErrorCode::RateLimited,
-        format!("Slow down: at most {RATE_PER_SEC} messages a second."),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +432,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: vec![],
+            peer: None,
         }
     }
 
@@ -532,19 +486,5 @@ mod tests {
         .join();
         assert!(crashed.is_err());
         assert_eq!(hub.counts(), (0, 0), "no connection, nobody online");
-    }
-
-    #[test]
-    fn rate_limit_allows_bursts_then_the_rate() {
-        let mut rate = RateLimit::messages();
-        assert_eq!(
-            (0..60).filter(|_| rate.allow()).count(),
-            RATE_BURST as usize
-        );
-        rate.last -= Duration::from_millis(500); // half a second later
-        assert_eq!(
-            (0..60).filter(|_| rate.allow()).count(),
-            (RATE_PER_SEC / 2.0) as usize
-        );
     }
 }

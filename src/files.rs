@@ -21,10 +21,10 @@
 //! Concurrency rule: the per-session upload counts are a map behind one
 //! mutex, held to count; the upload itself holds no lock.
 
-use crate::connection::RateLimit;
 use crate::http::{Body, Request, Response};
 use crate::hub::Hub;
 use crate::protocol::FileRef;
+use crate::rate::RateLimit;
 use crate::session;
 use std::collections::HashMap;
 use std::io::Read;

@@ -39,6 +39,8 @@ pub struct Request {
     pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (for the limits per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Why no request could be read. `Closed` and `TimedOut` get no answer.
@@ -103,7 +105,25 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
     if head_len > MAX_HEAD {
         return Err(ReadError::HeadTooLarge);
     }
+    request.peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut rest = buf.split_off(head_len);
+    // Request smuggling defences (RFC 9112 6.3): one way to say the length.
+    if request.header("transfer-encoding").is_some() {
+        return Err(ReadError::Malformed("chunked bodies are not supported"));
+    }
+    let lengths: Vec<&str> = request
+        .headers_named("content-length")
+        .map(str::trim)
+        .collect();
+    if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
+        return Err(ReadError::Malformed("conflicting Content-Length headers"));
+    }
+    if lengths
+        .first()
+        .is_some_and(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ReadError::Malformed("bad Content-Length"));
+    }
     if request.path == "/files" {
         // An upload: `files.rs` reads the body itself, with its own cap
         // and deadline (it may be megabytes).
@@ -132,8 +152,6 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
         let after = rest.split_off(length);
         request.body = rest;
         rest = after;
-    } else if request.header("transfer-encoding").is_some() {
-        return Err(ReadError::Malformed("chunked bodies are not supported"));
     }
     Ok((request, rest))
 }
@@ -204,6 +222,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
         query,
         headers,
         body: Vec::new(),
+        peer: None,
     };
     Ok(Some((request, head_len)))
 }

@@ -33,6 +33,7 @@ use crate::protocol::{
     AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
     Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
+use crate::rate::RateLimit;
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -46,6 +47,9 @@ use uuid::Uuid;
 pub trait EventSink: Send + Sync {
     fn publish(&self, event: Event);
 }
+
+/// Names whose message rate is tracked at once; past it, idle ones go.
+const MAX_TRACKED_RATES: usize = 10_000;
 
 /// Close codes of the contract: a host kicked (or banned) the name, or
 /// released it.
@@ -67,6 +71,9 @@ pub struct Hub {
     events: Option<Arc<dyn EventSink>>,
     /// Work queued under the hub lock, waiting for the fan-out thread.
     fan_out: Arc<FanOut<Work>>,
+    /// Each name's message rate, all its connections and polls together
+    /// (its own lock: taken for every text frame, never with another).
+    rates: Mutex<HashMap<String, RateLimit>>,
 }
 
 /// What the hub hands the fan-out thread, in the order it decided.
@@ -174,6 +181,7 @@ impl Hub {
             store,
             events,
             fan_out: Arc::new(FanOut::default()),
+            rates: Mutex::default(),
         }
     }
 
@@ -414,6 +422,20 @@ impl Hub {
                 self.publish(room.presence_event(&client.name));
             }
         });
+    }
+
+    /// Whether `name` may send one more frame now (the message rate, per
+    /// name: opening more connections does not raise it).
+    pub fn allow_message(&self, name: &str) -> bool {
+        let mut rates = crate::lock(&self.rates);
+        if rates.len() >= MAX_TRACKED_RATES && !rates.contains_key(name) {
+            // An idle bucket is full again: forgetting it changes nothing.
+            rates.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(5));
+        }
+        rates
+            .entry(name.to_string())
+            .or_insert_with(RateLimit::messages)
+            .allow()
     }
 
     /// Does what a client frame asks, for a connection (or a `POST /say`)

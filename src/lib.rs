@@ -16,6 +16,7 @@
 //! |----------------|------|-------------|
 //! | [`config`]     | command-line flags -> [`config::Config`] | |
 //! | [`server`]     | the listener, one thread per connection, HTTP routes, shutdown | `main`, `conn-N`, `signals`, `shutdown` |
+//! | [`guard`]      | who may come in: Host names (`421`), connections and sessions per address | |
 //! | [`http`]       | reading one request head and form, writing one response | |
 //! | [`session`]    | the cookies (user, session, host), who is logged in | |
 //! | [`names`]      | valid names, their key (case and look-alikes), passwords | |
@@ -26,6 +27,7 @@
 //! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
 //! | [`hub`]        | who is online, the recent history, deciding who gets what | |
 //! | [`fanout`]     | the fan-out thread: sends what the hub decided, outside its lock | `fan-out` |
+//! | [`rate`]       | one token bucket for every rate limit | |
 //! | [`protocol`]   | the JSON frames in and out (encoded once per message), server events | |
 //! | [`store`]      | what outlives the process: memory or Redis | `redis-writer` |
 //! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) | `cluster-pub`, `cluster-sub` |
@@ -91,7 +93,8 @@
 //! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |
 //! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
 //! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions known here; idle read connections | any thread using the Redis store, briefly, one at a time |
-//! | 4 | `poll::PollLimits` `polls`, `says` | per-session rate limits of polling | HTTP threads, to take a token |
+//! | 4 | `poll::PollLimits` `polls`, `typing`; `files::UploadCounts`; `hub::Hub::rates` | rate limits: polls and uploads per session, messages per name | read pumps and HTTP threads, to take a token, holding no other lock |
+//! | 4 | `guard::Guard` `open`, `sessions`, `refused` | connections and new sessions per client address; refusals to log | the accepting thread and connection threads, for one lookup |
 //! | 4 | `names::HASHING` | that one password hash runs at a time | HTTP threads (login, `/password`), holding no other lock while hashing |
 //!
 //! Locks on the same row level are never held together. Each module's own
@@ -102,6 +105,7 @@ pub mod config;
 pub mod connection;
 pub mod fanout;
 pub mod files;
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod names;
@@ -109,6 +113,7 @@ pub mod outbox;
 pub mod page;
 pub mod poll;
 pub mod protocol;
+pub mod rate;
 pub mod server;
 pub mod session;
 pub mod store;

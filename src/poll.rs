@@ -14,17 +14,18 @@
 //! WebSocket costs (one thread, a small stack, one socket), and nothing
 //! while it sleeps; a delivery wakes every held poll, and each checks under
 //! the hub lock whether something is for it. The rate limits here are maps
-//! behind their own mutex, held only to take a token.
+//! behind their own mutex, held only to take a token. Messages said here
+//! count toward the name's one message rate (`Hub::allow_message`).
 //!
 //! A session that polls counts as one open connection of its name (join,
 //! leave, `users`, the inbox) while a poll is held and for
 //! [`POLLER_IDLE_HEARTBEATS`] heartbeats after its last poll; the `pollers`
 //! thread forgets the others (`Hub::reap_pollers`).
 
-use crate::connection::{RateLimit, rate_limited};
 use crate::http::{Request, Response};
 use crate::hub::Hub;
 use crate::protocol::{ClientError, ClientFrame, ErrorCode, parse_client_frame};
+use crate::rate::{RateLimit, rate_limited};
 use crate::session;
 use crate::store::Session;
 use std::collections::HashMap;
@@ -48,7 +49,6 @@ const MAX_TRACKED_SESSIONS: usize = 10_000;
 #[derive(Default)]
 pub struct PollLimits {
     polls: Mutex<HashMap<String, RateLimit>>,
-    says: Mutex<HashMap<String, RateLimit>>,
     typing: Mutex<HashMap<String, RateLimit>>,
 }
 
@@ -126,7 +126,7 @@ pub fn say(request: &Request, hub: &Hub, limits: &PollLimits, host_key: &str) ->
     if !body.trim_start().starts_with('{') {
         return error(400, bad("the body must be a JSON object (a client frame)"));
     }
-    if !PollLimits::allow(&limits.says, &session.id, RateLimit::messages) {
+    if !hub.allow_message(&session.name) {
         return error(429, rate_limited());
     }
     let frame = match parse_client_frame(body) {

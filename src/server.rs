@@ -35,6 +35,7 @@ use crate::cluster::{self, Publisher};
 use crate::config::Config;
 use crate::connection::{self, Settings};
 use crate::files::{self, FileLimits, UploadCounts};
+use crate::guard::Guard;
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
 use crate::names;
@@ -62,6 +63,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// under the contract's 5 seconds.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(2500);
 const SHUTDOWN_STORE_FLUSH: Duration = Duration::from_millis(1500);
+/// The name announced on the LAN (`NAME.local`), answered in `Host`.
+const MDNS_NAME: &str = "lanchat";
 /// Bytes in a MiB, the unit of `--max-upload` and `--files-cap`.
 const MIB: u64 = 1024 * 1024;
 
@@ -83,6 +86,8 @@ pub struct Shared {
     pub file_limits: FileLimits,
     /// Uploads per session (`429` past the limit).
     pub upload_counts: UploadCounts,
+    /// Host names and the limits per client address.
+    pub guard: Guard,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
@@ -137,6 +142,12 @@ pub fn run(config: Config) -> Result<(), String> {
             cap: config.files_cap_mib * MIB,
         },
         upload_counts: UploadCounts::default(),
+        guard: Guard::new(
+            listener.local_addr().map_err(|e| e.to_string())?,
+            MDNS_NAME,
+            &config.allow_hosts,
+            config.max_per_address,
+        ),
     });
     poll::start_reaper(shared.hub.clone(), config.heartbeat).map_err(|e| e.to_string())?;
     watch_signals(shared.clone())?;
@@ -223,9 +234,9 @@ fn raise_open_files_limit() {
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     for n in 1.. {
-        let socket = match listener.accept() {
+        let (socket, peer) = match listener.accept() {
             Ok(_) if shared.stopping.load(Ordering::SeqCst) => continue, // dropped: closed
-            Ok((socket, _)) => socket,
+            Ok((socket, peer)) => (socket, peer.ip()),
             Err(e) => {
                 error!("accept failed: {e}");
                 std::thread::sleep(ACCEPT_BACKOFF);
@@ -234,7 +245,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         if shared.open.fetch_add(1, Ordering::SeqCst) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::SeqCst);
-            refuse_busy(socket);
+            refuse_busy(socket, &shared.guard);
+            continue;
+        }
+        if !shared.guard.enter(peer) {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+            refuse_busy(socket, &shared.guard);
             continue;
         }
         let for_thread = shared.clone();
@@ -242,30 +258,39 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .name(format!("conn-{n}"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                let _open = OpenConnection(&for_thread.open);
+                let _open = OpenConnection {
+                    shared: &for_thread,
+                    peer,
+                };
                 handle(socket, &for_thread);
             });
         if let Err(e) = spawned {
             // The closure (and the socket in it) is dropped: the client sees a close.
             error!("cannot start a connection thread: {e}");
             shared.open.fetch_sub(1, Ordering::SeqCst);
+            shared.guard.leave(peer);
         }
     }
 }
 
-/// Counts a connection as open until its thread ends, even by a panic.
-struct OpenConnection<'a>(&'a AtomicUsize);
+/// Counts a connection as open (in all, and for its address) until its
+/// thread ends, even by a panic.
+struct OpenConnection<'a> {
+    shared: &'a Shared,
+    peer: std::net::IpAddr,
+}
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.shared.open.fetch_sub(1, Ordering::SeqCst);
+        self.shared.guard.leave(self.peer);
     }
 }
 
 /// `503` from the accepting thread, which must never wait on a client:
 /// the socket is non-blocking, and a short response fits its empty buffer.
-fn refuse_busy(mut socket: TcpStream) {
-    warn!("connection limit reached: refusing a connection");
+fn refuse_busy(mut socket: TcpStream, guard: &Guard) {
+    guard.note_refusal();
     let _ = socket.set_nonblocking(true);
     let _ = Response::text(503, "lanchat is full, try again later").write_to(&mut socket, false);
 }
@@ -295,6 +320,11 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
         }
     };
     debug!("{peer} {} {}", request.method, request.path);
+    if let Err(refusal) = shared.guard.check_host(&request) {
+        let _ = refusal.write_to(&mut socket, false);
+        http::close_gracefully(&socket);
+        return;
+    }
     if request.path == "/ws" && request.method == "GET" {
         return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
     }
@@ -417,6 +447,10 @@ fn login(request: &Request, shared: &Shared) -> Response {
     // The browser's own live session of this name: logging in again keeps it.
     let session = match session::authenticate(request, store) {
         Some(current) if names::key(&current.name) == key => current,
+        _ if !shared.guard.new_session_allowed(request.peer) => {
+            let why = "Too many new sessions from your device. Try again in a minute.";
+            return refuse(429, &name, why);
+        }
         _ => match claim(store, &key, &name, password.as_deref()) {
             Ok(name) => Session {
                 id: session::new_session_id(),
@@ -442,7 +476,8 @@ fn claim(
     name: &str,
     password: Option<&str>,
 ) -> Result<String, (u16, &'static str)> {
-    let in_use = "That name is in use right now. Choose another name, or log out there first.";
+    let in_use = "That name (or one that looks the same, like Alice and alice) is in use right now. \
+                  Choose another name, or log out there first.";
     let claimed = match store.claim(key) {
         Some(claimed) => claimed,
         None => {
@@ -491,6 +526,9 @@ fn set_password(request: &Request, shared: &Shared) -> Response {
     let Some(claimed) = store.claim(&key) else {
         return Response::text(401, "log in first");
     };
+    if store.password_failures(&key) >= names::MAX_PASSWORD_FAILURES {
+        return Response::text(429, "too many wrong passwords: try again in a minute");
+    }
     if let Some(hash) = &claimed.password {
         let current = http::form_field(&request.body, "current").unwrap_or_default();
         if !names::password_matches(&current, hash) {

@@ -45,6 +45,7 @@ fn request_with(headers: Vec<(String, String)>) -> Request {
         query: None,
         headers,
         body: vec![],
+        peer: None,
     }
 }
 

@@ -38,6 +38,9 @@ impl Server {
         let log_path = log_dir.join(format!("{}-{n}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat"))
             .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"])
+            // Every test client comes from 127.0.0.1: no cap per address,
+            // unless a test sets one (its flag comes later and wins).
+            .args(["--max-per-address", "0"])
             .args(extra)
             .env_remove("REDIS_URL")
             .env_remove("RUST_LOG")
