@@ -85,7 +85,9 @@ fn connection_cap_answers_503() {
         get(&server, "/healthz", None).status == 503
     });
     drop(held);
-    wait_for("room again", || get(&server, "/healthz", None).status == 200);
+    wait_for("room again", || {
+        get(&server, "/healthz", None).status == 200
+    });
 }
 
 /// A request head still incomplete after 10 seconds is closed (slowloris).
@@ -219,7 +221,7 @@ fn foreign_host_names_get_421() {
     assert_eq!(ask(Some("chat.school.example")), 200);
     assert_eq!(ask(Some(&format!("localhost:{}", server.addr.port()))), 200);
     // A WebSocket too.
-    let request = format!(
+    let request = concat!(
         "GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
     assert_eq!(raw_http(&server, request.as_bytes()).status, 421);
