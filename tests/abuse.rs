@@ -221,9 +221,7 @@ fn foreign_host_names_get_421() {
     assert_eq!(ask(Some("chat.school.example")), 200);
     assert_eq!(ask(Some(&format!("localhost:{}", server.addr.port()))), 200);
     // A WebSocket too.
-    let request = concat!(
-        "GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
+    let request = "GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     assert_eq!(raw_http(&server, request.as_bytes()).status, 421);
 }
 
