@@ -85,6 +85,10 @@ pub fn upgrade(
             return refuse(socket, Response::text(400, why));
         }
         (None, _, None) => return refuse(socket, Response::text(401, "log in first")),
+        (None, _, Some(session)) if !hub.allow_upgrade(&session.id) => {
+            let why = "too many WebSocket connections from this session: wait a moment";
+            return refuse(socket, Response::text(429, why));
+        }
         (None, Some(key), Some(session)) => (key, session),
         (None, None, _) => unreachable!("checked by is_websocket_handshake"),
     };

@@ -48,6 +48,13 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, event: Event);
 }
 
+/// WebSockets a session may open: bursts of 150, then 10 a second. A page
+/// reconnecting needs far fewer; a reconnect loop is held to ten joins a
+/// second (an unbounded one made 10,000 threads in 10 s), while a
+/// benchmark sharing one login among 100 connections, or 30 tabs, still
+/// gets in at once.
+const UPGRADE_BURST: f64 = 150.0;
+const UPGRADES_PER_SEC: f64 = 10.0;
 /// Names whose message rate is tracked at once; past it, idle ones go.
 const MAX_TRACKED_RATES: usize = 10_000;
 
@@ -74,6 +81,8 @@ pub struct Hub {
     /// Each name's message rate, all its connections and polls together
     /// (its own lock: taken for every text frame, never with another).
     rates: Mutex<HashMap<String, RateLimit>>,
+    /// Each session's WebSocket upgrades (its own lock too).
+    upgrades: Mutex<HashMap<String, RateLimit>>,
 }
 
 /// What the hub hands the fan-out thread, in the order it decided.
@@ -142,6 +151,10 @@ struct Room {
     /// Work items accepted (queued to be stored), and stored, so far.
     accepted: u64,
     stored: u64,
+    /// The `history` frame of a newcomer without `after` nor private
+    /// messages (most of a join storm), encoded once per change of the
+    /// history and shared by them all; `None` after a change.
+    history_frame: Option<Encoded>,
     /// Names offline at accept time with a private message not yet stored
     /// for their inbox: name -> the `accepted` count of the last one.
     inbox_waits: HashMap<String, u64>,
@@ -182,6 +195,7 @@ impl Hub {
             events,
             fan_out: Arc::new(FanOut::default()),
             rates: Mutex::default(),
+            upgrades: Mutex::default(),
         }
     }
 
@@ -275,6 +289,7 @@ impl Hub {
                 }
                 (Write::Clear, _) => {
                     room.history.clear();
+                    room.history_frame = None;
                     let frame = encode(&ServerFrame::Cleared);
                     deliveries.extend(room.delivery(&frame, to_all));
                     self.publish(Event::Cleared);
@@ -377,14 +392,23 @@ impl Hub {
                 muted: host.then_some(muted),
             });
             // Private messages not delivered yet reach this connection live.
-            let private = conversation.iter().filter(|p| {
-                p.seq > since && p.seq <= room.delivered && !offline.iter().any(|o| o.id == p.id)
-            });
-            let history = encode(&ServerFrame::History {
-                messages: room.history.iter().filter(|m| m.seq > since).collect(),
-                private: private.collect(),
-                gap: after.is_some_and(|after| room.trimmed > after),
-            });
+            let private: Vec<&PrivateMessage> = conversation
+                .iter()
+                .filter(|p| {
+                    p.seq > since
+                        && p.seq <= room.delivered
+                        && !offline.iter().any(|o| o.id == p.id)
+                })
+                .collect();
+            let history = if after.is_none() && private.is_empty() {
+                room.plain_history_frame()
+            } else {
+                encode(&ServerFrame::History {
+                    messages: room.history.iter().filter(|m| m.seq > since).collect(),
+                    private,
+                    gap: after.is_some_and(|after| room.trimmed > after),
+                })
+            };
             let offline = encode(&ServerFrame::Offline { messages: &offline });
             outbox.queue_held(&[welcome, history, offline]); // sent on release
             room.announce(name, was_online, out);
@@ -422,6 +446,19 @@ impl Hub {
                 self.publish(room.presence_event(&client.name));
             }
         });
+    }
+
+    /// Whether `session` may open one more WebSocket now: a reconnect loop
+    /// costs one upgrade at a time, not thousands of threads.
+    pub fn allow_upgrade(&self, session: &str) -> bool {
+        let mut upgrades = crate::lock(&self.upgrades);
+        if upgrades.len() >= MAX_TRACKED_RATES && !upgrades.contains_key(session) {
+            upgrades.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(30));
+        }
+        upgrades
+            .entry(session.to_string())
+            .or_insert_with(|| RateLimit::new(UPGRADES_PER_SEC, UPGRADE_BURST))
+            .allow()
     }
 
     /// Whether `name` may send one more frame now (the message rate, per
@@ -977,6 +1014,7 @@ impl Hub {
             }),
             Event::Cleared => self.update(|room, out| {
                 room.history.clear();
+                room.history_frame = None;
                 let frame = encode(&ServerFrame::Cleared);
                 out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
             }),
@@ -1192,6 +1230,7 @@ impl Room {
     /// Keeps a room message for replay (and notes the seq of one that
     /// falls out, for `gap`).
     fn remember(&mut self, message: RoomMessage) {
+        self.history_frame = None;
         if self.history.len() == HISTORY_LEN
             && let Some(old) = self.history.pop_front()
         {
@@ -1237,8 +1276,21 @@ impl Room {
         })
     }
 
+    /// The shared `history` frame of a plain join (see `history_frame`).
+    fn plain_history_frame(&mut self) -> Encoded {
+        if self.history_frame.is_none() {
+            self.history_frame = Some(encode(&ServerFrame::History {
+                messages: self.history.iter().collect(),
+                private: Vec::new(),
+                gap: false,
+            }));
+        }
+        self.history_frame.clone().expect("just made")
+    }
+
     /// Removes room message `id` from the history; false if it is not there.
     fn forget(&mut self, id: &str) -> bool {
+        self.history_frame = None;
         let before = self.history.len();
         self.history.retain(|m| m.id != id);
         self.history.len() < before

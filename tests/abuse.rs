@@ -16,13 +16,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 #[test]
 fn churn_leaves_nothing_behind() {
     let server = Server::start(&[]);
-    let cookie = login(&server, "churner");
     let (_watcher, _) = Client::join(&server, "watcher");
     let baseline = server.threads();
 
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let (addr, cookie) = (server.addr, cookie.clone());
+            // A login per worker: a session's upgrades are rate-limited.
+            let (addr, cookie) = (server.addr, login(&server, &format!("churner{w}")));
             std::thread::spawn(move || {
                 for n in 0..250 {
                     match (w * 250 + n) % 4 {
@@ -312,5 +312,57 @@ fn the_rate_is_per_name_not_per_connection() {
     assert!(
         accepted <= 40 + refill,
         "{accepted} accepted: more than the name's rate"
+    );
+}
+
+/// A reconnect loop with a large history (100 messages of 4,000
+/// characters) does not stall anyone: another user's round trips stay under
+/// a second, and a legitimate login gets in.
+#[test]
+fn a_reconnect_loop_with_a_large_history_stalls_nobody() {
+    let server = Server::start(&[]);
+    let mut senders: Vec<Client> = (0..4)
+        .map(|n| Client::join(&server, &format!("w{n}")).0)
+        .collect();
+    for n in 0..100 {
+        let sender = &mut senders[n % 4];
+        sender.say(&format!("{n}{}", "é".repeat(3990)));
+        sender.recv_type("message");
+    }
+    let looper = login(&server, "looper");
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(client) = Client::connect_to(addr, Some(&looper), &[]) {
+                    reset(client.ws.get_ref());
+                }
+            }
+        })
+    };
+    let (mut alice, _) = Client::join(&server, "alice");
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let sent = Instant::now();
+        alice.say(&format!("ping {n}"));
+        loop {
+            if alice.recv_type("message")["text"] == format!("ping {n}") {
+                break;
+            }
+        }
+        slowest = slowest.max(sent.elapsed());
+    }
+    assert_eq!(
+        post_form(&server, "/login", "name=latecomer", None).status,
+        303
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    looping.join().unwrap();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a round trip took {slowest:?}"
     );
 }
