@@ -32,8 +32,8 @@
 //! reverse. `Shared::state` is taken alone, and never across I/O.
 
 use crate::config::JoinArgs;
-use crate::connection::{RATE_BURST, RATE_PER_SEC};
 use crate::protocol::MAX_TEXT_CHARS;
+use crate::rate::{RATE_BURST, RATE_PER_SEC};
 use crate::{lock, mdns, wait_until};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};

@@ -25,7 +25,7 @@
 //! While Redis is down, each server goes on as a chat of its own: events
 //! wait in the queue (the last [`MAX_UNPUBLISHED`]) and go out when Redis is back.
 
-use crate::hub::{EventSink, Hub, RemotePresence};
+use crate::hub::{EventSink, Hub, Remote, RemotePresence};
 use crate::protocol::Event;
 use crate::store::open_redis;
 use log::{debug, info, warn};
@@ -46,6 +46,9 @@ pub const PRESENCE_REFRESH: Duration = Duration::from_secs(2);
 pub const MAX_UNPUBLISHED: usize = 10_000;
 /// Pause before reconnecting to Redis after an error.
 const RECONNECT_WAIT: Duration = Duration::from_millis(500);
+
+/// Ends a presence value whose name has a host's connection on that server.
+const HOST_MARK: &str = ";host";
 
 pub fn presence_key(server: &str) -> String {
     format!("lanchat:presence:{server}")
@@ -244,8 +247,13 @@ fn send_events(
     let key = presence_key(server);
     let mut pipe = redis::pipe();
     for event in events {
-        if let Event::Presence { name, sessions } = event {
-            set_presence(&mut pipe, &key, name, sessions);
+        if let Event::Presence {
+            name,
+            sessions,
+            host,
+        } = event
+        {
+            set_presence(&mut pipe, &key, name, sessions, *host);
         }
         let envelope = Envelope {
             origin: server.to_string(),
@@ -259,14 +267,23 @@ fn send_events(
 
 /// Adds to `pipe` the commands that record `name`'s sessions on this server
 /// in its presence key (removing the name when it has none), with a fresh TTL.
-fn set_presence(pipe: &mut redis::Pipeline, key: &str, name: &str, sessions: &[String]) {
+/// The value is the session ids, comma-separated, then [`HOST_MARK`] when
+/// one of the connections is a host's.
+fn set_presence(
+    pipe: &mut redis::Pipeline,
+    key: &str,
+    name: &str,
+    sessions: &[String],
+    host: bool,
+) {
     if sessions.is_empty() {
         pipe.cmd("HDEL").arg(key).arg(name).ignore();
     } else {
+        let mark = if host { HOST_MARK } else { "" };
         pipe.cmd("HSET")
             .arg(key)
             .arg(name)
-            .arg(sessions.join(","))
+            .arg(format!("{}{mark}", sessions.join(",")))
             .ignore();
     }
     pipe.cmd("PEXPIRE")
@@ -286,8 +303,8 @@ fn refresh_presence(
     let key = presence_key(server);
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("DEL").arg(&key).ignore();
-    for (name, sessions) in hub.local_presence() {
-        set_presence(&mut pipe, &key, &name, &sessions);
+    for (name, (sessions, host)) in hub.local_presence() {
+        set_presence(&mut pipe, &key, &name, &sessions, host);
     }
     pipe.exec(c)?;
     if !read_others {
@@ -317,10 +334,20 @@ fn refresh_presence(
         let id = other.trim_start_matches(&presence_key(""));
         let names = names
             .into_iter()
-            .map(|(name, ids)| {
+            .map(|(name, value)| {
+                let (ids, host) = match value.strip_suffix(HOST_MARK) {
+                    Some(ids) => (ids, true),
+                    None => (value.as_str(), false),
+                };
+                let sessions = ids.split(',').map(str::to_string).collect();
+                let heard = read_at;
                 (
                     name,
-                    (ids.split(',').map(str::to_string).collect(), read_at),
+                    Remote {
+                        sessions,
+                        host,
+                        heard,
+                    },
                 )
             })
             .collect();
@@ -351,9 +378,12 @@ fn subscribe_loop(client: &redis::Client, hub: &Hub, server: &str) {
                     Event::Room { message } => hub.relay_room(message),
                     Event::Private { message, inboxed } => hub.relay_private(message, inboxed),
                     Event::Deleted { id } => hub.relay_deleted(&id),
-                    Event::Presence { name, sessions } => {
-                        hub.relay_presence(&envelope.origin, &name, sessions)
-                    }
+                    Event::Presence {
+                        name,
+                        sessions,
+                        host,
+                    } => hub.relay_presence(&envelope.origin, &name, sessions, host),
+                    other => hub.relay_moderation(other),
                 }
             }
         });

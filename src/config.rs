@@ -17,6 +17,8 @@ pub const USAGE: &str = "\
 usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                [--max-connections N] [--heartbeat SECS] [--www DIR]
                [--host-key KEY] [--qr auto|always|never] [--mdns NAME | --no-mdns]
+               [--max-upload MIB] [--files-cap MIB]
+               [--max-per-address N] [--allow-host NAME]...
        lanchat join [URL] [--name NAME] [--password PASSWORD]
        lanchat --version | --help
 
@@ -31,17 +33,29 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
                          2 to 3 times this long (default 30)
   --www DIR              serve the page from DIR instead of the embedded copy
   --host-key KEY         the secret of the host link (env LANCHAT_HOST_KEY;
-                         default: a new random key at each start)
+                         default: the one kept in Redis, or a new random one)
   --qr WHEN              print a QR code of the LAN address at start: auto
                          (when stdout is a terminal), always, never
   --mdns NAME            announce NAME.local on the LAN (default lanchat)
   --no-mdns              announce nothing
+  --max-upload MIB       largest file a user may upload (default 10; 0: off)
+  --files-cap MIB        MiB of uploaded files kept in all, oldest out
+                         first (default 256)
+  --max-per-address N    open connections and new sessions a minute per
+                         client address (default 64; 0: no limit, e.g.
+                         behind a reverse proxy)
+  --allow-host NAME      a Host name (with or without :port) to answer
+                         besides localhost, this machine's addresses and
+                         NAME.local; repeatable (others get 421)
 
 lanchat join: chat from this terminal
   URL                    the chat's address, e.g. http://192.168.1.23:8000
                          (default: find lanchat.local on the LAN)
   --name NAME            your name (default: asked on the terminal)
   --password PASSWORD    the name's password, if it has one";
+
+/// Shortest `--host-key`: a guessable key would make anyone a host.
+pub const MIN_HOST_KEY_CHARS: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,8 +68,17 @@ pub struct Config {
     /// twice this long (see the heartbeat in `connection.rs`).
     pub heartbeat: Duration,
     pub www: Option<PathBuf>,
-    /// The secret of the host link; `None`: `run` draws a random one.
+    /// The host link's secret (`--host-key`, env `LANCHAT_HOST_KEY`).
     pub host_key: Option<String>,
+    /// Largest upload, in MiB (0: uploads off).
+    pub max_upload_mib: u64,
+    /// MiB of files kept in all.
+    pub files_cap_mib: u64,
+    /// Open connections, and new sessions a minute, per client address
+    /// (0: no limit, behind a reverse proxy).
+    pub max_per_address: usize,
+    /// Host names requests may carry besides the built-in ones.
+    pub allow_hosts: Vec<String>,
     pub qr: QrMode,
     /// The name to announce as `NAME.local` by mDNS; `None`: `--no-mdns`.
     pub mdns: Option<String>,
@@ -110,6 +133,10 @@ impl Default for Config {
             host_key: None,
             qr: QrMode::Auto,
             mdns: Some("lanchat".into()),
+            max_upload_mib: 10,
+            files_cap_mib: 256,
+            max_per_address: 64,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -178,10 +205,20 @@ impl Config {
                     config.heartbeat = Duration::from_secs_f64(secs);
                 }
                 "--www" => config.www = Some(PathBuf::from(value()?)),
+                "--max-upload" => config.max_upload_mib = number(&flag, &value()?)?,
+                "--files-cap" => config.files_cap_mib = number(&flag, &value()?)?,
+                "--max-per-address" => config.max_per_address = number(&flag, &value()?)?,
+                "--allow-host" => config.allow_hosts.push(value()?.to_ascii_lowercase()),
                 "--host-key" => {
                     let key = value()?;
-                    if key.is_empty() {
-                        return Err(ArgsError::Bad(format!("{flag} must not be empty")));
+                    if key.len() < MIN_HOST_KEY_CHARS
+                        || !key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(ArgsError::Bad(format!(
+                            "{flag}: at least {MIN_HOST_KEY_CHARS} letters, digits, - or _"
+                        )));
                     }
                     config.host_key = Some(key);
                 }
@@ -362,18 +399,22 @@ mod tests {
             (c.qr, c.mdns.as_deref(), c.host_key),
             (QrMode::Auto, Some("lanchat"), None)
         );
-        let c = parse(&["--qr=never", "--no-mdns", "--host-key", "k"]).unwrap();
+        let c = parse(&["--qr=never", "--no-mdns", "--host-key", "sixteen-chars-ok"]).unwrap();
         assert_eq!(
             (c.qr, c.mdns, c.host_key.as_deref()),
-            (QrMode::Never, None, Some("k"))
+            (QrMode::Never, None, Some("sixteen-chars-ok"))
         );
+        assert!(matches!(
+            parse(&["--host-key", "short"]),
+            Err(ArgsError::Bad(_))
+        ));
         let c = parse(&["--qr", "always", "--mdns", "room-12"]).unwrap();
         assert_eq!((c.qr, c.mdns.as_deref()), (QrMode::Always, Some("room-12")));
         let env = |k: &str| (k == "LANCHAT_HOST_KEY").then(|| "from-env".to_string());
         let c = Config::parse(Vec::<String>::new(), env).unwrap();
         assert_eq!(c.host_key.as_deref(), Some("from-env"));
-        let c = Config::parse(["--host-key=flag".to_string()], env).unwrap();
-        assert_eq!(c.host_key.as_deref(), Some("flag"));
+        let c = Config::parse(["--host-key=flag-flag-flag-flag".to_string()], env).unwrap();
+        assert_eq!(c.host_key.as_deref(), Some("flag-flag-flag-flag"));
     }
 
     #[test]

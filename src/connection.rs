@@ -22,13 +22,16 @@
 use crate::http::{self, Request, Response};
 use crate::hub::Hub;
 use crate::outbox::{Full, Outbox};
-use crate::protocol::{ClientError, ClientFrame, Encoded, ErrorCode, parse_client_frame};
+use crate::protocol::{ClientError, ClientFrame, Encoded, MAX_MESSAGE_BYTES, parse_client_frame};
+use crate::rate::{RateLimit, rate_limited};
 use crate::session;
 use crate::store::Session;
 use base64::Engine;
 use log::{debug, info, warn};
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::{Error as WsError, ProtocolError};
@@ -37,16 +40,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-/// Largest message a client may send (after reassembling fragments): 64 KiB.
-/// Larger closes the connection with 1009.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// A connection with no whole frame (pongs count) for this many heartbeats
+/// is closed: pinged after one, so closed 2 to 3 heartbeats after its last.
+const SILENT_HEARTBEATS: u32 = 2;
 /// tungstenite allocates its read buffer eagerly for every connection; its
 /// 128 KiB default would cost 1.25 GiB at 10,000 connections. Chat frames are
 /// small; a large one just takes a few more reads.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Messages a client may send: 20 a second on average, bursts of up to 40.
-pub const RATE_PER_SEC: f64 = 20.0;
-pub const RATE_BURST: f64 = 40.0;
 
 /// `GET /ws`: checks the request, answers `101`, and runs the connection on
 /// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
@@ -58,7 +58,7 @@ pub fn upgrade(
     request: Request,
     already_read: Vec<u8>,
     hub: &Hub,
-    settings: Settings,
+    settings: &Settings,
 ) {
     let refusal = if !same_origin(&request) {
         Some(Response::text(403, "cross-origin WebSocket refused"))
@@ -85,6 +85,10 @@ pub fn upgrade(
             return refuse(socket, Response::text(400, why));
         }
         (None, _, None) => return refuse(socket, Response::text(401, "log in first")),
+        (None, _, Some(session)) if !hub.allow_upgrade(&session.id) => {
+            let why = "too many WebSocket connections from this session: wait a moment";
+            return refuse(socket, Response::text(429, why));
+        }
         (None, Some(key), Some(session)) => (key, session),
         (None, None, _) => unreachable!("checked by is_websocket_handshake"),
     };
@@ -96,7 +100,13 @@ pub fn upgrade(
         return;
     }
     let after = after.and_then(Result::ok);
-    if let Err(e) = run(socket, already_read, session, after, hub, settings) {
+    let host = session::is_host(&request, &settings.host_key);
+    let joining = Joining {
+        session,
+        after,
+        host,
+    };
+    if let Err(e) = run(socket, already_read, joining, hub, settings) {
         warn!("cannot start a WebSocket connection: {e}");
     }
 }
@@ -166,10 +176,18 @@ fn host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
 struct ReadHalf {
     socket: Arc<TcpStream>,
     outbox: Outbox,
+    /// When the last whole frame arrived (the read pump sets it).
+    last_frame: Rc<Cell<Instant>>,
+    /// Silence allowed between whole frames: a peer trickling the bytes of
+    /// a frame that never ends gets no more time than a silent one.
+    silence: Duration,
 }
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.last_frame.get().elapsed() >= self.silence {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
         (&*self.socket).read(buf)
     }
 }
@@ -190,9 +208,12 @@ impl Write for ReadHalf {
 }
 
 /// Settings of a WebSocket connection, from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub heartbeat: Duration,
+    /// The host link's key: a connection whose `lanchat_host` cookie holds
+    /// it is a host's.
+    pub host_key: Arc<str>,
 }
 
 /// How a connection ended, logged once when it does.
@@ -214,14 +235,27 @@ enum Ending {
 /// Runs one upgraded connection to its end, on the calling thread (which
 /// becomes the read pump). `already_read` holds bytes that arrived after the
 /// HTTP request head.
+/// Who is connecting, and from where they resume.
+struct Joining {
+    session: Session,
+    /// The last seq the client saw (`?after=`).
+    after: Option<u64>,
+    /// Whether this is a host's connection.
+    host: bool,
+}
+
 fn run(
     socket: TcpStream,
     already_read: Vec<u8>,
-    session: Session,
-    after: Option<u64>,
+    joining: Joining,
     hub: &Hub,
-    settings: Settings,
+    settings: &Settings,
 ) -> io::Result<()> {
+    let Joining {
+        session,
+        after,
+        host,
+    } = joining;
     let peer = socket
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -236,20 +270,23 @@ fn run(
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let last_frame = Rc::new(Cell::new(Instant::now()));
     let half = ReadHalf {
         socket: socket.clone(),
         outbox: outbox.clone(),
+        last_frame: last_frame.clone(),
+        silence: settings.heartbeat * SILENT_HEARTBEATS,
     };
     let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
 
-    hub.join(&session, outbox.clone(), after);
+    hub.join(&session, outbox.clone(), after, host);
     let registration = Registration {
         hub,
         id: outbox.id(),
     };
     outbox.release(); // welcome, history, offline: first, then anything else
     info!("{peer} {:?} connected", session.name);
-    let ending = read_pump(&mut ws, hub, &session, &outbox, settings);
+    let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
     drop(registration);
     match &ending {
         Ending::Failed(error) => warn!("{peer} {:?} disconnected: {error}", session.name),
@@ -286,11 +323,12 @@ fn read_pump(
     ws: &mut WebSocket<ReadHalf>,
     hub: &Hub,
     session: &Session,
+    host: bool,
     outbox: &Outbox,
-    settings: Settings,
+    settings: &Settings,
+    last_frame: &Cell<Instant>,
 ) -> Ending {
-    let mut rate = RateLimit::new();
-    let mut last_heard = Instant::now();
+    let mut typing = RateLimit::typing();
     loop {
         let message = match ws.read() {
             Ok(message) => message,
@@ -300,9 +338,9 @@ fn read_pump(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                // A heartbeat interval passed with nothing read.
-                let silent = last_heard.elapsed();
-                if silent >= settings.heartbeat * 2 {
+                // A heartbeat interval passed with no whole frame read.
+                let silent = last_frame.get().elapsed();
+                if silent >= settings.heartbeat * SILENT_HEARTBEATS {
                     close(ws, CloseCode::Away, "no answer to pings");
                     return Ending::Silent;
                 }
@@ -315,17 +353,14 @@ fn read_pump(
             }
             Err(error) => return ending_for(ws, error),
         };
-        last_heard = Instant::now();
+        last_frame.set(Instant::now());
         match message {
             Message::Text(text) => {
                 debug!("{:?} sent {:?}", session.name, text.as_str());
-                let reply = if rate.allow() {
-                    handle(hub, session, text.as_str()).err()
+                let reply = if hub.allow_message(&session.name) {
+                    handle(hub, session, host, &mut typing, text.as_str()).err()
                 } else {
-                    Some(ClientError::new(
-                        ErrorCode::RateLimited,
-                        format!("Slow down: at most {RATE_PER_SEC} messages a second."),
-                    ))
+                    Some(rate_limited())
                 };
                 if let Some(error) = reply
                     && outbox.push(&[error.encode()]).is_err()
@@ -348,14 +383,17 @@ fn read_pump(
 }
 
 /// Does what a valid client frame asks; the error goes back to the sender.
-fn handle(hub: &Hub, session: &Session, raw: &str) -> Result<(), ClientError> {
+/// Typing notices beyond one per [`TYPING_EVERY`] are dropped silently.
+fn handle(
+    hub: &Hub,
+    session: &Session,
+    host: bool,
+    typing: &mut RateLimit,
+    raw: &str,
+) -> Result<(), ClientError> {
     match parse_client_frame(raw)? {
-        ClientFrame::Say { text } => {
-            hub.say(&session.name, text);
-            Ok(())
-        }
-        ClientFrame::Whisper { to, text } => hub.whisper(&session.name, &to, text),
-        ClientFrame::Delete { id } => hub.delete(&session.name, &id),
+        ClientFrame::Typing { .. } if !typing.allow() => Ok(()),
+        frame => hub.handle(session, host, frame, None),
     }
 }
 
@@ -383,34 +421,6 @@ fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) ->
     Ending::WeClosed(code, reason)
 }
 
-/// A token bucket: [`RATE_BURST`] tokens, refilled at [`RATE_PER_SEC`].
-struct RateLimit {
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new() -> RateLimit {
-        RateLimit {
-            tokens: RATE_BURST,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC;
-        self.tokens = (self.tokens + refill).min(RATE_BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +436,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: vec![],
+            peer: None,
         }
     }
 
@@ -468,7 +479,7 @@ mod tests {
         let in_thread = hub.clone();
         let crashed = std::thread::spawn(move || {
             let outbox = Outbox::new_held(uuid::Uuid::new_v4(), Arc::new(socket));
-            in_thread.join(&session, outbox.clone(), None);
+            in_thread.join(&session, outbox.clone(), None, false);
             let _registration = Registration {
                 hub: &in_thread,
                 id: outbox.id(),
@@ -479,19 +490,5 @@ mod tests {
         .join();
         assert!(crashed.is_err());
         assert_eq!(hub.counts(), (0, 0), "no connection, nobody online");
-    }
-
-    #[test]
-    fn rate_limit_allows_bursts_then_the_rate() {
-        let mut rate = RateLimit::new();
-        assert_eq!(
-            (0..60).filter(|_| rate.allow()).count(),
-            RATE_BURST as usize
-        );
-        rate.last -= Duration::from_millis(500); // half a second later
-        assert_eq!(
-            (0..60).filter(|_| rate.allow()).count(),
-            (RATE_PER_SEC / 2.0) as usize
-        );
     }
 }

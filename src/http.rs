@@ -4,7 +4,8 @@
 //! with `httparse`; we never trust the peer for size or time:
 //! - the head must fit in [`MAX_HEAD`] bytes, else `431`;
 //! - the head and body must arrive within [`HEAD_TIMEOUT`], else the socket is closed;
-//! - a body (only `POST /login` has one) is capped at [`MAX_BODY`], else `413`.
+//! - a body is capped at [`MAX_BODY`] (forms), or [`MAX_SAY_BODY`] for
+//!   `POST /say` (one client frame), else `413`.
 //!
 //! One request per connection (`Connection: close`): a chat page loads a
 //! handful of files, and a thread parked on an idle keep-alive socket is a
@@ -18,8 +19,11 @@ use std::time::{Duration, Instant};
 /// Largest request head we accept (request line + headers). Browsers send
 /// 1-2 KiB; cookies can add 8 KiB. The contract allows at most 64 KiB.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Largest request body (the login form is a few dozen bytes).
+/// Largest request body of a form (the login form is a few dozen bytes).
 pub const MAX_BODY: usize = 8 * 1024;
+/// Largest body of `POST /say`: one client frame, as large as a WebSocket
+/// message may be.
+pub const MAX_SAY_BODY: usize = crate::protocol::MAX_MESSAGE_BYTES;
 /// A request whose head (and body) is still incomplete after this is dropped:
 /// a slow or half-open client cannot pin a thread for longer.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +39,8 @@ pub struct Request {
     pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (for the limits per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Why no request could be read. `Closed` and `TimedOut` get no answer.
@@ -99,13 +105,41 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
     if head_len > MAX_HEAD {
         return Err(ReadError::HeadTooLarge);
     }
+    request.peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut rest = buf.split_off(head_len);
+    // Request smuggling defences (RFC 9112 6.3): one way to say the length.
+    if request.header("transfer-encoding").is_some() {
+        return Err(ReadError::Malformed("chunked bodies are not supported"));
+    }
+    let lengths: Vec<&str> = request
+        .headers_named("content-length")
+        .map(str::trim)
+        .collect();
+    if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
+        return Err(ReadError::Malformed("conflicting Content-Length headers"));
+    }
+    if lengths
+        .first()
+        .is_some_and(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ReadError::Malformed("bad Content-Length"));
+    }
+    if request.path == "/files" {
+        // An upload: `files.rs` reads the body itself, with its own cap
+        // and deadline (it may be megabytes).
+        return Ok((request, rest));
+    }
     if let Some(length) = request.header("content-length") {
         let length: usize = length
             .trim()
             .parse()
             .map_err(|_| ReadError::Malformed("bad Content-Length"))?;
-        if length > MAX_BODY {
+        let cap = if request.path == "/say" {
+            MAX_SAY_BODY
+        } else {
+            MAX_BODY
+        };
+        if length > cap {
             return Err(ReadError::BodyTooLarge);
         }
         while rest.len() < length {
@@ -118,8 +152,6 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), ReadEr
         let after = rest.split_off(length);
         request.body = rest;
         rest = after;
-    } else if request.header("transfer-encoding").is_some() {
-        return Err(ReadError::Malformed("chunked bodies are not supported"));
     }
     Ok((request, rest))
 }
@@ -190,6 +222,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
         query,
         headers,
         body: Vec::new(),
+        peer: None,
     };
     Ok(Some((request, head_len)))
 }
@@ -199,7 +232,25 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A response body: its own bytes, or bytes shared with others (a file
+/// served to thirty people is one copy in memory, not thirty).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<[u8]>),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Owned(bytes) => bytes,
+            Body::Shared(bytes) => bytes,
+        }
+    }
 }
 
 impl Response {
@@ -207,7 +258,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
-            body: body.into(),
+            body: Body::Owned(body.into()),
         }
     }
 
@@ -243,7 +294,14 @@ impl Response {
         bytes.push_str("Connection: close\r\n");
         bytes.push_str("X-Content-Type-Options: nosniff\r\n\r\n");
         let mut bytes = bytes.into_bytes();
-        if !head_only {
+        if head_only {
+            // Nothing more.
+        } else if let Body::Shared(shared) = &self.body {
+            // Written from the shared bytes, never copied.
+            out.write_all(&bytes)?;
+            out.write_all(shared)?;
+            return out.flush();
+        } else {
             bytes.extend_from_slice(&self.body);
         }
         out.write_all(&bytes)?;

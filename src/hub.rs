@@ -26,12 +26,14 @@
 //! implements it).
 
 use crate::fanout::{Delivery, FanOut};
+use crate::names;
 use crate::now_ms;
 use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
-    ClientError, Encoded, ErrorCode, Event, PrivateMessage, RoomMessage, ServerFrame, encode,
-    encode_close,
+    AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
+    Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
+use crate::rate::RateLimit;
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -45,6 +47,21 @@ use uuid::Uuid;
 pub trait EventSink: Send + Sync {
     fn publish(&self, event: Event);
 }
+
+/// WebSockets a session may open: bursts of 150, then 10 a second. A page
+/// reconnecting needs far fewer; a reconnect loop is held to ten joins a
+/// second (an unbounded one made 10,000 threads in 10 s), while a
+/// benchmark sharing one login among 100 connections, or 30 tabs, still
+/// gets in at once.
+const UPGRADE_BURST: f64 = 150.0;
+const UPGRADES_PER_SEC: f64 = 10.0;
+/// Names whose message rate is tracked at once; past it, idle ones go.
+const MAX_TRACKED_RATES: usize = 10_000;
+
+/// Close codes of the contract: a host kicked (or banned) the name, or
+/// released it.
+pub const CLOSE_KICKED: u16 = 4001;
+pub const CLOSE_RELEASED: u16 = 4002;
 
 /// Longest a joining connection waits for a private message to it that was
 /// accepted (while it was offline) but not yet stored: a commit takes at
@@ -61,6 +78,11 @@ pub struct Hub {
     events: Option<Arc<dyn EventSink>>,
     /// Work queued under the hub lock, waiting for the fan-out thread.
     fan_out: Arc<FanOut<Work>>,
+    /// Each name's message rate, all its connections and polls together
+    /// (its own lock: taken for every text frame, never with another).
+    rates: Mutex<HashMap<String, RateLimit>>,
+    /// Each session's WebSocket upgrades (its own lock too).
+    upgrades: Mutex<HashMap<String, RateLimit>>,
 }
 
 /// What the hub hands the fan-out thread, in the order it decided.
@@ -68,8 +90,24 @@ pub enum Work {
     /// Decided already (presence, errors): send as it is.
     Deliver(Delivery),
     /// Accepted: store it first (messages get their seq), then
-    /// [`Hub::prepare`] decides who gets it.
-    Store(Write),
+    /// [`Hub::prepare`] decides who gets it, and sends the sender's copy
+    /// (as JSON) to `Reply` when there is one (`POST /say` waits for it).
+    Store(Write, Option<Reply>),
+}
+
+/// Where a `POST /say` waits for its sender's copy.
+pub type Reply = std::sync::mpsc::Sender<String>;
+
+/// One session that reads the chat by polling (see `poll.rs`): it counts
+/// as an open connection of its name while a poll is held, and for a
+/// while after each poll.
+struct Poller {
+    name: String,
+    host: bool,
+    /// Polls held now.
+    held: usize,
+    /// When the last poll ended.
+    last: Instant,
 }
 
 /// One open WebSocket connection, as the hub sees it (its key in
@@ -77,12 +115,24 @@ pub enum Work {
 struct Client {
     name: String,
     session_id: String,
+    /// Opened with the host cookie (see the Host section of the contract).
+    host: bool,
     outbox: Outbox,
 }
 
-/// Names online on another server: name -> its session ids there, and
-/// when we last heard about each.
-pub type RemotePresence = HashMap<String, (Vec<String>, Instant)>;
+/// A name online on another server.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Its session ids there.
+    pub sessions: Vec<String>,
+    /// Whether one of its connections there is a host's.
+    pub host: bool,
+    /// When we heard this (a newer event wins over an older snapshot).
+    pub heard: Instant,
+}
+
+/// Names online on another server: name -> what we know of it there.
+pub type RemotePresence = HashMap<String, Remote>;
 
 #[derive(Default)]
 struct Room {
@@ -101,18 +151,38 @@ struct Room {
     /// Work items accepted (queued to be stored), and stored, so far.
     accepted: u64,
     stored: u64,
+    /// The `history` frame of a newcomer without `after` nor private
+    /// messages (most of a join storm), encoded once per change of the
+    /// history and shared by them all; `None` after a change.
+    history_frame: Option<Encoded>,
     /// Names offline at accept time with a private message not yet stored
     /// for their inbox: name -> the `accepted` count of the last one.
     inbox_waits: HashMap<String, u64>,
+    /// What hosts decided (kept in the store too).
+    mode: Mode,
+    /// Display name -> end of its mute (ms since the epoch).
+    mutes: HashMap<String, u64>,
+    /// Display names of the banned (for hosts' `welcome`).
+    banned: BTreeSet<String>,
+    /// Slow mode: when each non-host online last said something to the room.
+    last_said: HashMap<String, Instant>,
+    /// Sessions reading by polling, by session id (see [`Poller`]).
+    pollers: HashMap<String, Poller>,
+    /// Shutting down: held polls answer at once.
+    stopping: bool,
 }
 
 impl Hub {
     /// A hub whose history starts from what the store kept.
     pub fn new(store: Arc<dyn Store>, events: Option<Arc<dyn EventSink>>) -> Hub {
         let (kept, trimmed) = store.load_history();
+        let moderation = store.moderation();
         let mut room = Room {
             trimmed,
             delivered: store.last_seq(),
+            mode: moderation.mode,
+            mutes: moderation.mutes.into_iter().collect(),
+            banned: moderation.banned.into_iter().collect(),
             ..Room::default()
         };
         for message in kept {
@@ -124,6 +194,8 @@ impl Hub {
             store,
             events,
             fan_out: Arc::new(FanOut::default()),
+            rates: Mutex::default(),
+            upgrades: Mutex::default(),
         }
     }
 
@@ -149,12 +221,14 @@ impl Hub {
     /// decides who gets them, in the order they were accepted.
     fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
         let mut writes: Vec<Write> = Vec::new();
+        let mut replies: Vec<Option<Reply>> = Vec::new();
         let mut order: Vec<Option<Delivery>> = Vec::with_capacity(batch.len());
         for work in batch {
             match work {
                 Work::Deliver(delivery) => order.push(Some(delivery)),
-                Work::Store(write) => {
+                Work::Store(write, reply) => {
                     writes.push(write);
+                    replies.push(reply);
                     order.push(None);
                 }
             }
@@ -166,15 +240,25 @@ impl Hub {
         let frames: Vec<Option<Encoded>> = writes.iter().map(message_frame).collect();
         let mut room = self.lock();
         let mut deliveries = Vec::with_capacity(order.len());
-        let mut stored = writes.into_iter().zip(frames);
+        let mut stored = writes.into_iter().zip(frames).zip(replies);
         for slot in order {
             if let Some(delivery) = slot {
                 deliveries.push(delivery);
                 continue;
             }
-            let Some((write, frame)) = stored.next() else {
+            let Some(((write, frame), reply)) = stored.next() else {
                 break;
             };
+            if let Some(reply) = reply {
+                let _ = reply.send(
+                    match &write {
+                        Write::Room(message) => serde_json::to_string(message),
+                        Write::Private { message, .. } => serde_json::to_string(message),
+                        _ => Ok(String::new()),
+                    }
+                    .expect("messages always serialize"),
+                );
+            }
             room.stored += 1;
             let to_all = |_: &Uuid, _: &Client| true;
             match (write, frame) {
@@ -202,6 +286,13 @@ impl Hub {
                         deliveries.extend(room.delivery(&frame, to_all));
                         self.publish(Event::Deleted { id });
                     }
+                }
+                (Write::Clear, _) => {
+                    room.history.clear();
+                    room.history_frame = None;
+                    let frame = encode(&ServerFrame::Cleared);
+                    deliveries.extend(room.delivery(&frame, to_all));
+                    self.publish(Event::Cleared);
                 }
                 (Write::Inbox(_), _) | (Write::Room(_) | Write::Private { .. }, None) => {}
             }
@@ -252,7 +343,7 @@ impl Hub {
         let mut room = self.lock();
         let mut work = Vec::new();
         let result = change(&mut room, &mut work);
-        room.accepted += work.iter().filter(|w| matches!(w, Work::Store(_))).count() as u64;
+        room.accepted += work.iter().filter(|w| matches!(w, Work::Store(..))).count() as u64;
         self.fan_out.queue(work);
         result
     }
@@ -262,7 +353,7 @@ impl Hub {
     /// held (the caller releases it). With `after` (the last seq the client
     /// saw), the history holds only what came later. Tells everyone else
     /// when the name comes online.
-    pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>) {
+    pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>, host: bool) {
         let id = outbox.id();
         let name = session.name.as_str();
         let since = after.unwrap_or(0);
@@ -274,27 +365,52 @@ impl Hub {
         let wait_for = self.update(|room, out| {
             let was_online = room.is_online(name);
             *room.local.entry(name.to_string()).or_default() += 1;
-            let welcome = encode(&ServerFrame::Welcome {
-                name,
-                users: room.everyone(),
-            });
-            // Private messages not delivered yet reach this connection live.
-            let private = conversation.iter().filter(|p| {
-                p.seq > since && p.seq <= room.delivered && !offline.iter().any(|o| o.id == p.id)
-            });
-            let history = encode(&ServerFrame::History {
-                messages: room.history.iter().filter(|m| m.seq > since).collect(),
-                private: private.collect(),
-                gap: after.is_some_and(|after| room.trimmed > after),
-            });
-            let offline = encode(&ServerFrame::Offline { messages: &offline });
-            outbox.queue_held(&[welcome, history, offline]); // sent on release
             let client = Client {
                 name: name.to_string(),
                 session_id: session.id.clone(),
-                outbox,
+                host,
+                outbox: outbox.clone(),
             };
             room.clients.insert(id, client);
+            let now = now_ms();
+            let muted: Vec<Muted> = room
+                .mutes
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(name, until)| Muted {
+                    name,
+                    until: *until,
+                })
+                .collect();
+            let welcome = encode(&ServerFrame::Welcome {
+                name,
+                users: room.everyone(),
+                hosts: room.hosts(),
+                host,
+                mode: room.mode,
+                banned: host.then(|| room.banned.iter().map(String::as_str).collect()),
+                muted: host.then_some(muted),
+            });
+            // Private messages not delivered yet reach this connection live.
+            let private: Vec<&PrivateMessage> = conversation
+                .iter()
+                .filter(|p| {
+                    p.seq > since
+                        && p.seq <= room.delivered
+                        && !offline.iter().any(|o| o.id == p.id)
+                })
+                .collect();
+            let history = if after.is_none() && private.is_empty() {
+                room.plain_history_frame()
+            } else {
+                encode(&ServerFrame::History {
+                    messages: room.history.iter().filter(|m| m.seq > since).collect(),
+                    private,
+                    gap: after.is_some_and(|after| room.trimmed > after),
+                })
+            };
+            let offline = encode(&ServerFrame::Offline { messages: &offline });
+            outbox.queue_held(&[welcome, history, offline]); // sent on release
             room.announce(name, was_online, out);
             self.publish(room.presence_event(name));
             room.inbox_waits.get(name).copied()
@@ -332,24 +448,146 @@ impl Hub {
         });
     }
 
-    /// A room message from `from`: accepted now; stored, kept in the
-    /// history and sent to everyone by [`Hub::prepare`].
-    pub fn say(&self, from: &str, text: String) {
+    /// Whether `session` may open one more WebSocket now: a reconnect loop
+    /// costs one upgrade at a time, not thousands of threads.
+    pub fn allow_upgrade(&self, session: &str) -> bool {
+        let mut upgrades = crate::lock(&self.upgrades);
+        if upgrades.len() >= MAX_TRACKED_RATES && !upgrades.contains_key(session) {
+            upgrades.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(30));
+        }
+        upgrades
+            .entry(session.to_string())
+            .or_insert_with(|| RateLimit::new(UPGRADES_PER_SEC, UPGRADE_BURST))
+            .allow()
+    }
+
+    /// Whether `name` may send one more frame now (the message rate, per
+    /// name: opening more connections does not raise it).
+    pub fn allow_message(&self, name: &str) -> bool {
+        let mut rates = crate::lock(&self.rates);
+        if rates.len() >= MAX_TRACKED_RATES && !rates.contains_key(name) {
+            // An idle bucket is full again: forgetting it changes nothing.
+            rates.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(5));
+        }
+        rates
+            .entry(name.to_string())
+            .or_insert_with(RateLimit::messages)
+            .allow()
+    }
+
+    /// Does what a client frame asks, for a connection (or a `POST /say`)
+    /// of `session`, a host's when `host`. A message's sender's copy goes
+    /// to `reply` once stored, when given.
+    pub fn handle(
+        &self,
+        session: &Session,
+        host: bool,
+        frame: ClientFrame,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
+        let from = session.name.as_str();
+        match frame {
+            ClientFrame::Say { text, file } => {
+                let file = self.attachment(file)?;
+                self.say(from, text, file, reply)
+            }
+            ClientFrame::Whisper { to, text, file } => {
+                let file = self.attachment(file)?;
+                self.whisper(from, &to, text, file, reply)
+            }
+            ClientFrame::Delete { id } => self.delete(from, &id),
+            ClientFrame::Host(action) => self.host_action(from, host, action),
+            ClientFrame::Typing { to } => {
+                self.typing(from, to.as_deref());
+                Ok(())
+            }
+        }
+    }
+
+    /// The file a message attaches (by its id), while it is kept.
+    fn attachment(&self, id: Option<String>) -> Result<Option<FileRef>, ClientError> {
+        let Some(id) = id else { return Ok(None) };
+        match self.store.file_meta(&id) {
+            Some(file) => Ok(Some(file)),
+            None => {
+                let why = "That file is not here (any more): upload it again.";
+                Err(ClientError::new(ErrorCode::UnknownFile, why))
+            }
+        }
+    }
+
+    /// `from` is typing, to the room or to `to`: told to them (never
+    /// stored), unless `from` could not send that message now (muted,
+    /// announce-only, private messages off). The caller throttles.
+    pub fn typing(&self, from: &str, to: Option<&str>) {
+        let to = match to {
+            Some(to) => match self.known_name(to) {
+                Some(to) => Some(to),
+                None => return,
+            },
+            None => None,
+        };
+        self.update(|room, out| {
+            if !room.typing_allowed(from, to.as_deref()) {
+                return;
+            }
+            room.tell_typing(from, to.as_deref(), out);
+            self.publish(Event::Typing {
+                name: from.to_string(),
+                to: to.clone(),
+            });
+        });
+    }
+
+    /// A room message from `from`: accepted now (unless the mode or a mute
+    /// says no); stored, kept in the history and sent to everyone by
+    /// [`Hub::prepare`].
+    pub fn say(
+        &self,
+        from: &str,
+        text: String,
+        file: Option<FileRef>,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
             from: from.to_string(),
             text,
             ts: now_ms(),
+            file,
         };
-        self.update(|_, out| out.push(Work::Store(Write::Room(message))));
+        self.update(|room, out| {
+            if !room.is_host(from) {
+                room.check_muted(from)?;
+                if room.mode.announce {
+                    let why = "Only the host may write to the room right now.";
+                    return Err(ClientError::new(ErrorCode::AnnounceOnly, why));
+                }
+                room.check_slow(from)?;
+            }
+            out.push(Work::Store(Write::Room(message), reply));
+            Ok(())
+        })
     }
 
     /// A private message: to every connection of `to` and of `from`, or into
     /// `to`'s inbox when it is offline. `unknown_user` if `to` never logged in.
-    pub fn whisper(&self, from: &str, to: &str, text: String) -> Result<(), ClientError> {
-        // Ask the store before taking the lock: it may do I/O.
-        let known = self.store.is_known_user(to);
+    pub fn whisper(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+        file: Option<FileRef>,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
+        // Ask the store before taking the lock: it may do I/O. `to` is
+        // compared by its key: the message goes to the name's display form.
+        let Some(to) = self.known_name(to) else {
+            let reason = format!("Nobody called {to:?} is here or has claimed that name.");
+            return Err(ClientError::new(ErrorCode::UnknownUser, reason));
+        };
+        let to = to.as_str();
         let message = PrivateMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
@@ -357,13 +595,17 @@ impl Hub {
             to: to.to_string(),
             text,
             ts: now_ms(),
+            file,
         };
         self.update(|room, out| {
-            let online = room.is_online(to);
-            if !online && !known {
-                let reason = format!("Nobody called {to:?} has ever logged in.");
-                return Err(ClientError::new(ErrorCode::UnknownUser, reason));
+            if !room.is_host(from) && !room.is_host(to) {
+                room.check_muted(from)?;
+                if !room.mode.private {
+                    let why = "Private messages are off right now (except to the host).";
+                    return Err(ClientError::new(ErrorCode::PrivateOff, why));
+                }
             }
+            let online = room.is_online(to);
             if !online {
                 // Decided under the lock: a connection of `to` registering
                 // from now on waits for this to be stored, then reads it
@@ -372,26 +614,143 @@ impl Hub {
                 room.inbox_waits.insert(to.to_string(), number);
             }
             let inboxed = !online;
-            out.push(Work::Store(Write::Private { message, inboxed }));
+            out.push(Work::Store(Write::Private { message, inboxed }, reply));
             Ok(())
         })
     }
 
-    /// `from` deletes room message `id`: its author may; `not_found` when
-    /// it is not in the history.
+    /// The display form of a claimed (or banned) name, by its key.
+    fn known_name(&self, name: &str) -> Option<String> {
+        let key = names::key(name);
+        (self.store.claim(&key).map(|claim| claim.name)).or_else(|| self.store.banned(&key))
+    }
+
+    /// `from` deletes room message `id`: its author may, and a host may
+    /// delete any; `not_found` when it is not in the history.
     pub fn delete(&self, from: &str, id: &str) -> Result<(), ClientError> {
         self.update(|room, out| {
             let Some(message) = room.history.iter().find(|m| m.id == id) else {
                 let reason = "That message is not in the history (any more).";
                 return Err(ClientError::new(ErrorCode::NotFound, reason));
             };
-            if message.from != from {
+            if message.from != from && !room.is_host(from) {
                 let reason = "You can only delete your own messages.";
                 return Err(ClientError::new(ErrorCode::Forbidden, reason));
             }
-            out.push(Work::Store(Write::Delete { id: id.to_string() }));
+            out.push(Work::Store(Write::Delete { id: id.to_string() }, None));
             Ok(())
         })
+    }
+
+    /// A poll (`GET /poll`, see `poll.rs`): the messages after `after`
+    /// (without it, the latest), at once when there are any, else as soon
+    /// as one is delivered or `wait` passes. The session counts as online
+    /// meanwhile (and for a while after: [`Hub::reap_pollers`]). The wait
+    /// holds no lock: the thread sleeps on the `stored` condvar.
+    pub fn poll(
+        &self,
+        session: &Session,
+        host: bool,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> String {
+        let name = session.name.as_str();
+        let since = after.unwrap_or(0);
+        let deadline = Instant::now() + wait;
+        self.update(|room, out| {
+            let was_online = room.is_online(name);
+            let new = !room.pollers.contains_key(&session.id);
+            let poller = room
+                .pollers
+                .entry(session.id.clone())
+                .or_insert_with(|| Poller {
+                    name: name.to_string(),
+                    host,
+                    held: 0,
+                    last: Instant::now(),
+                });
+            poller.held += 1;
+            if new {
+                // One more open "connection" of its name.
+                *room.local.entry(name.to_string()).or_default() += 1;
+                room.announce(name, was_online, out);
+                self.publish(room.presence_event(name));
+            }
+        });
+        let answer = loop {
+            // The store first (it may do I/O), then the lock.
+            let conversation = self.store.conversation(name);
+            let room = self.lock();
+            let mut messages: Vec<AnyMessage> = room
+                .history
+                .iter()
+                .filter(|m| m.seq > since)
+                .map(AnyMessage::Room)
+                .collect();
+            messages.extend(
+                conversation
+                    .iter()
+                    .filter(|p| p.seq > since && p.seq <= room.delivered)
+                    .map(AnyMessage::Private),
+            );
+            let give_up = room.stopping || Instant::now() >= deadline;
+            if !messages.is_empty() || after.is_none() || give_up {
+                messages.sort_by_key(AnyMessage::seq);
+                let answer = PollAnswer {
+                    messages,
+                    users: room.everyone(),
+                    hosts: room.hosts(),
+                    mode: room.mode,
+                    next: room.delivered,
+                    gap: after.is_some_and(|after| room.trimmed > after),
+                };
+                break serde_json::to_string(&answer).expect("poll answers serialize");
+            }
+            // Nothing yet: sleep until something is delivered (or the end).
+            let seen = room.delivered;
+            drop(crate::wait_until(&self.stored, room, deadline, |room| {
+                room.delivered > seen || room.stopping
+            }));
+        };
+        // What waited in the inbox has been returned now.
+        self.store.take_inbox(name);
+        self.update(|room, _| {
+            if let Some(poller) = room.pollers.get_mut(&session.id) {
+                poller.held -= 1;
+                poller.last = Instant::now();
+            }
+        });
+        answer
+    }
+
+    /// Forgets pollers whose last poll ended more than `idle` ago (none
+    /// held): their names leave when that was their last connection.
+    pub fn reap_pollers(&self, idle: Duration) {
+        self.update(|room, out| {
+            let gone: Vec<String> = room
+                .pollers
+                .iter()
+                .filter(|(_, p)| p.held == 0 && p.last.elapsed() > idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                if let Some(poller) = room.pollers.remove(&id) {
+                    room.count_down(&poller.name, out);
+                    self.publish(room.presence_event(&poller.name));
+                }
+            }
+        });
+    }
+
+    /// Whether non-hosts may upload files now (the mode's `uploads`).
+    pub fn uploads_allowed(&self) -> bool {
+        self.lock().mode.uploads
+    }
+
+    /// At shutdown: every held poll answers now.
+    pub fn stop_polls(&self) {
+        self.lock().stopping = true;
+        self.stored.notify_all();
     }
 
     /// A room message said on another server: shown here, kept in the
@@ -403,6 +762,7 @@ impl Hub {
             room.delivered = room.delivered.max(message.seq);
             room.remember(message);
         });
+        self.stored.notify_all(); // for held polls
     }
 
     /// A private message sent on another server (and stored there): to the
@@ -420,9 +780,10 @@ impl Hub {
             out.extend(room.delivery(&frame, to).map(Work::Deliver));
             room.delivered = room.delivered.max(message.seq);
             if !inboxed && !room.is_online(&message.to) {
-                out.push(Work::Store(Write::Inbox(message.clone())));
+                out.push(Work::Store(Write::Inbox(message.clone()), None));
             }
         });
+        self.stored.notify_all(); // for held polls
     }
 
     /// A room message deleted on another server (which changed the store).
@@ -438,14 +799,22 @@ impl Hub {
     /// Another server says which sessions of `name` are connected there
     /// (none: it left there). Announces `join` or `leave` if that changes
     /// who is online.
-    pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>) {
+    pub fn relay_presence(&self, server: &str, name: &str, sessions: Vec<String>, host: bool) {
         self.update(|room, out| {
             let was_online = room.is_online(name);
             let names = room.remote.entry(server.to_string()).or_default();
             if sessions.is_empty() {
                 names.remove(name);
             } else {
-                names.insert(name.to_string(), (sessions, Instant::now()));
+                let heard = Instant::now();
+                names.insert(
+                    name.to_string(),
+                    Remote {
+                        sessions,
+                        host,
+                        heard,
+                    },
+                );
             }
             room.announce(name, was_online, out);
         });
@@ -465,7 +834,7 @@ impl Hub {
             let was_online: Vec<bool> = names.iter().map(|name| room.is_online(name)).collect();
             let mut remote = snapshot;
             for (server, names) in &room.remote {
-                for (name, entry) in names.iter().filter(|(_, entry)| entry.1 > read_at) {
+                for (name, entry) in names.iter().filter(|(_, entry)| entry.heard > read_at) {
                     remote
                         .entry(server.clone())
                         .or_default()
@@ -483,27 +852,17 @@ impl Hub {
     }
 
     /// This server's connections: name -> session ids (for `cluster.rs`).
-    pub fn local_presence(&self) -> BTreeMap<String, Vec<String>> {
+    pub fn local_presence(&self) -> BTreeMap<String, (Vec<String>, bool)> {
         let room = self.lock();
         room.local
             .keys()
-            .map(|name| (name.clone(), room.sessions_here(name)))
+            .map(|name| {
+                (
+                    name.clone(),
+                    (room.sessions_here(name), room.is_host_here(name)),
+                )
+            })
             .collect()
-    }
-
-    /// Whether `name` has an open connection, here or on another server,
-    /// that belongs to a session other than `session_id` (the login `409`).
-    pub fn taken_by_other_session(&self, name: &str, session_id: Option<&str>) -> bool {
-        let room = self.lock();
-        let other = |id: &String| Some(id.as_str()) != session_id;
-        room.clients
-            .values()
-            .any(|c| c.name == name && other(&c.session_id))
-            || room
-                .remote
-                .values()
-                .filter_map(|names| names.get(name))
-                .any(|(ids, _)| ids.iter().any(other))
     }
 
     /// At shutdown: closes every connection with `1001 going away`.
@@ -511,12 +870,168 @@ impl Hub {
         self.close_where(CloseCode::Away, "server shutting down", |_| true);
     }
 
-    /// At logout: closes the session's connections on this server (its other
-    /// tabs), so that they return to the login form.
+    /// At logout: closes the session's connections (its other tabs), here
+    /// and on every other server, so that they return to the login form.
     pub fn close_session(&self, session_id: &str) {
-        self.close_where(CloseCode::Normal, "logged out", |c| {
-            c.session_id == session_id
+        let reason = "logged out";
+        self.close_where(CloseCode::Normal, reason, |c| c.session_id == session_id);
+        self.publish(Event::Close {
+            name: String::new(),
+            session: Some(session_id.to_string()),
+            code: CloseCode::Normal.into(),
+            reason: reason.into(),
         });
+    }
+
+    /// A host's frame, from a connection of `from` (a host's when `host`).
+    /// Names are found by their key; the store is changed outside the lock.
+    pub fn host_action(
+        &self,
+        from: &str,
+        host: bool,
+        action: HostAction,
+    ) -> Result<(), ClientError> {
+        if !host {
+            let why = "Only the host may do that.";
+            return Err(ClientError::new(ErrorCode::Forbidden, why));
+        }
+        let name = match &action {
+            HostAction::Mode {
+                announce,
+                slow,
+                private,
+                uploads,
+            } => {
+                let mode = self.update(|room, out| {
+                    let mode = &mut room.mode;
+                    mode.announce = announce.unwrap_or(mode.announce);
+                    mode.slow = slow.unwrap_or(mode.slow);
+                    mode.private = private.unwrap_or(mode.private);
+                    mode.uploads = uploads.unwrap_or(mode.uploads);
+                    room.tell_mode(out);
+                    room.mode
+                });
+                info!("{from:?} set the mode: {mode:?}");
+                self.store.save_mode(&mode);
+                self.publish(Event::Mode { mode });
+                return Ok(());
+            }
+            HostAction::Clear => {
+                info!("{from:?} cleared the history");
+                self.update(|_, out| out.push(Work::Store(Write::Clear, None)));
+                return Ok(());
+            }
+            HostAction::Mute { name, .. }
+            | HostAction::Unmute { name }
+            | HostAction::Kick { name }
+            | HostAction::Ban { name }
+            | HostAction::Unban { name }
+            | HostAction::Release { name } => name,
+        };
+        let key = names::key(name);
+        let Some(name) = self.known_name(name) else {
+            let why = format!("Nobody has claimed the name {name:?}.");
+            return Err(ClientError::new(ErrorCode::UnknownUser, why));
+        };
+        info!("{from:?}: {action:?}");
+        match action {
+            HostAction::Mute { minutes, .. } => {
+                let until = now_ms() + minutes * 60_000;
+                self.store.save_mute(&name, Some(until));
+                self.update(|room, out| room.set_mute(&name, Some(until), out));
+                self.publish(Event::Mute {
+                    name,
+                    until: Some(until),
+                });
+            }
+            HostAction::Unmute { .. } => {
+                self.store.save_mute(&name, None);
+                self.update(|room, out| room.set_mute(&name, None, out));
+                self.publish(Event::Mute { name, until: None });
+            }
+            HostAction::Kick { .. } => self.kick(&key, &name),
+            HostAction::Ban { .. } => {
+                self.store.set_banned(&key, &name, true);
+                self.update(|room, out| room.set_banned(&name, true, out));
+                self.publish(Event::Ban {
+                    name: name.clone(),
+                    banned: true,
+                });
+                self.kick(&key, &name);
+            }
+            HostAction::Unban { .. } => {
+                self.store.set_banned(&key, &name, false);
+                self.update(|room, out| room.set_banned(&name, false, out));
+                self.publish(Event::Ban {
+                    name,
+                    banned: false,
+                });
+            }
+            HostAction::Release { .. } => {
+                self.store.end_claim(&key);
+                self.close_name(&name, CLOSE_RELEASED, "released");
+            }
+            HostAction::Mode { .. } | HostAction::Clear => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    /// Ends every session of a name and closes its connections (4001).
+    fn kick(&self, key: &str, name: &str) {
+        for session in self.store.sessions_of(key) {
+            self.store.end_session(&session);
+        }
+        self.close_name(name, CLOSE_KICKED, "kicked");
+    }
+
+    /// Closes every connection of `name`, here and on the other servers.
+    fn close_name(&self, name: &str, code: u16, reason: &str) {
+        self.close_where(CloseCode::from(code), reason, |c| c.name == name);
+        self.publish(Event::Close {
+            name: name.to_string(),
+            session: None,
+            code,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// What a host did on another server (which changed the store): told
+    /// to the connections here.
+    pub fn relay_moderation(&self, event: Event) {
+        match event {
+            Event::Mode { mode } => self.update(|room, out| {
+                room.mode = mode;
+                room.tell_mode(out);
+            }),
+            Event::Mute { name, until } => {
+                self.update(|room, out| room.set_mute(&name, until, out))
+            }
+            Event::Ban { name, banned } => {
+                self.update(|room, out| room.set_banned(&name, banned, out))
+            }
+            Event::Typing { name, to } => self.update(|room, out| {
+                room.tell_typing(&name, to.as_deref(), out);
+            }),
+            Event::Cleared => self.update(|room, out| {
+                room.history.clear();
+                room.history_frame = None;
+                let frame = encode(&ServerFrame::Cleared);
+                out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
+            }),
+            Event::Close {
+                name,
+                session,
+                code,
+                reason,
+            } => self.close_where(CloseCode::from(code), &reason, |c| match &session {
+                Some(session) => c.session_id == *session,
+                None => c.name == name,
+            }),
+            Event::Room { .. }
+            | Event::Private { .. }
+            | Event::Presence { .. }
+            | Event::Deleted { .. } => {}
+        }
     }
 
     /// Sends a close frame to the connections `which` selects, then hangs
@@ -574,6 +1089,9 @@ impl Room {
         for client in self.clients.values().filter(|c| c.name == name) {
             ids.insert(&client.session_id);
         }
+        for (id, _) in self.pollers.iter().filter(|(_, p)| p.name == name) {
+            ids.insert(id);
+        }
         ids.into_iter().cloned().collect()
     }
 
@@ -581,12 +1099,138 @@ impl Room {
         Event::Presence {
             name: name.to_string(),
             sessions: self.sessions_here(name),
+            host: self.is_host_here(name),
         }
+    }
+
+    /// Whether `name` has a host's connection on this server.
+    fn is_host_here(&self, name: &str) -> bool {
+        self.clients.values().any(|c| c.host && c.name == name)
+            || self.pollers.values().any(|p| p.host && p.name == name)
+    }
+
+    /// Whether `name` is a host: a host's connection of it is online,
+    /// here or on another server.
+    fn is_host(&self, name: &str) -> bool {
+        self.is_host_here(name)
+            || self
+                .remote
+                .values()
+                .any(|names| names.get(name).is_some_and(|r| r.host))
+    }
+
+    /// The hosts online, sorted (for `welcome`).
+    fn hosts(&self) -> Vec<&str> {
+        let mut hosts = BTreeSet::new();
+        for client in self.clients.values().filter(|c| c.host) {
+            hosts.insert(client.name.as_str());
+        }
+        for poller in self.pollers.values().filter(|p| p.host) {
+            hosts.insert(poller.name.as_str());
+        }
+        for names in self.remote.values() {
+            for (name, _) in names.iter().filter(|(_, r)| r.host) {
+                hosts.insert(name.as_str());
+            }
+        }
+        hosts.into_iter().collect()
+    }
+
+    /// Whether a typing notice of `from` (to `to`, or the room) may go:
+    /// only when `from` could send that message now.
+    fn typing_allowed(&self, from: &str, to: Option<&str>) -> bool {
+        if self.is_host(from) {
+            return true;
+        }
+        let to_host = to.is_some_and(|to| self.is_host(to));
+        let muted = self.check_muted(from).is_err() && !to_host;
+        let closed = match to {
+            None => self.mode.announce,
+            Some(_) => !self.mode.private && !to_host,
+        };
+        !muted && !closed
+    }
+
+    /// Sends `from`'s typing notice to the room (but `from`), or to `to`.
+    fn tell_typing(&self, from: &str, to: Option<&str>, out: &mut Vec<Work>) {
+        let frame = encode(&ServerFrame::Typing { name: from, to });
+        let recipients = |_: &Uuid, c: &Client| match to {
+            Some(to) => c.name == to && c.name != from,
+            None => c.name != from,
+        };
+        out.extend(self.delivery(&frame, recipients).map(Work::Deliver));
+    }
+
+    /// Tells everyone the mode.
+    fn tell_mode(&self, out: &mut Vec<Work>) {
+        let frame = encode(&ServerFrame::Mode(self.mode));
+        out.extend(self.delivery(&frame, |_, _| true).map(Work::Deliver));
+    }
+
+    /// Mutes `name` until then (`None`: unmutes) and tells its connections
+    /// and the hosts'.
+    fn set_mute(&mut self, name: &str, until: Option<u64>, out: &mut Vec<Work>) {
+        let frame = match until {
+            Some(until) => {
+                self.mutes.insert(name.to_string(), until);
+                encode(&ServerFrame::Muted(Muted { name, until }))
+            }
+            None => {
+                self.mutes.remove(name);
+                encode(&ServerFrame::Unmuted { name })
+            }
+        };
+        let to = |_: &Uuid, c: &Client| c.host || c.name == name;
+        out.extend(self.delivery(&frame, to).map(Work::Deliver));
+    }
+
+    /// Bans or unbans `name`, and tells the hosts.
+    fn set_banned(&mut self, name: &str, banned: bool, out: &mut Vec<Work>) {
+        let frame = if banned {
+            self.banned.insert(name.to_string());
+            encode(&ServerFrame::Banned { name })
+        } else {
+            self.banned.remove(name);
+            encode(&ServerFrame::Unbanned { name })
+        };
+        out.extend(self.delivery(&frame, |_, c| c.host).map(Work::Deliver));
+    }
+
+    /// `muted` (with its end) while `name` is muted.
+    fn check_muted(&self, name: &str) -> Result<(), ClientError> {
+        match self.mutes.get(name) {
+            Some(&until) if until > now_ms() => {
+                let why = "The host has muted you for now.";
+                let mut error = ClientError::new(ErrorCode::Muted, why);
+                error.until = Some(until);
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Slow mode: `slow_mode` (with the wait left) when `name` spoke to the
+    /// room less than `mode.slow` seconds ago; else notes that it speaks now.
+    fn check_slow(&mut self, name: &str) -> Result<(), ClientError> {
+        let wait = std::time::Duration::from_secs(self.mode.slow);
+        let now = Instant::now();
+        if let Some(last) = self.last_said.get(name)
+            && now.duration_since(*last) < wait
+        {
+            let left = wait - now.duration_since(*last);
+            let why = format!("Slow mode: one message every {} seconds.", self.mode.slow);
+            let mut error = ClientError::new(ErrorCode::SlowMode, why);
+            error.retry_after_ms = Some(left.as_millis() as u64 + 1);
+            return Err(error);
+        }
+        self.last_said.insert(name.to_string(), now);
+        Ok(())
     }
 
     /// Keeps a room message for replay (and notes the seq of one that
     /// falls out, for `gap`).
     fn remember(&mut self, message: RoomMessage) {
+        self.history_frame = None;
         if self.history.len() == HISTORY_LEN
             && let Some(old) = self.history.pop_front()
         {
@@ -603,7 +1247,8 @@ impl Room {
         match (was_online, self.is_online(name)) {
             (false, true) => {
                 info!("{name:?} is online");
-                let frame = encode(&ServerFrame::Join { name, ts });
+                let host = self.is_host(name);
+                let frame = encode(&ServerFrame::Join { name, ts, host });
                 let others = |_: &Uuid, client: &Client| client.name != name;
                 out.extend(self.delivery(&frame, others).map(Work::Deliver));
             }
@@ -631,8 +1276,21 @@ impl Room {
         })
     }
 
+    /// The shared `history` frame of a plain join (see `history_frame`).
+    fn plain_history_frame(&mut self) -> Encoded {
+        if self.history_frame.is_none() {
+            self.history_frame = Some(encode(&ServerFrame::History {
+                messages: self.history.iter().collect(),
+                private: Vec::new(),
+                gap: false,
+            }));
+        }
+        self.history_frame.clone().expect("just made")
+    }
+
     /// Removes room message `id` from the history; false if it is not there.
     fn forget(&mut self, id: &str) -> bool {
+        self.history_frame = None;
         let before = self.history.len();
         self.history.retain(|m| m.id != id);
         self.history.len() < before
@@ -642,16 +1300,23 @@ impl Room {
     /// nowhere any more.
     fn remove(&mut self, id: Uuid, out: &mut Vec<Work>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
+        self.count_down(&client.name, out);
+        Some(client)
+    }
+
+    /// One connection (or poller) of `name` fewer; announces `leave` when
+    /// its name is online nowhere any more.
+    fn count_down(&mut self, name: &str, out: &mut Vec<Work>) {
         let count = self
             .local
-            .get_mut(&client.name)
-            .expect("every client's name is counted");
+            .get_mut(name)
+            .expect("every connection's name is counted");
         *count -= 1;
         if *count == 0 {
-            self.local.remove(&client.name);
+            self.local.remove(name);
+            self.last_said.remove(name);
         }
-        self.announce(&client.name, true, out);
-        Some(client)
+        self.announce(name, true, out);
     }
 }
 
@@ -660,7 +1325,7 @@ fn message_frame(write: &Write) -> Option<Encoded> {
     match write {
         Write::Room(message) => Some(encode(&ServerFrame::Message(message))),
         Write::Private { message, .. } => Some(encode(&ServerFrame::Private(message))),
-        Write::Inbox(_) | Write::Delete { .. } => None,
+        Write::Inbox(_) | Write::Delete { .. } | Write::Clear => None,
     }
 }
 
@@ -715,11 +1380,57 @@ mod tests {
         fn end_session(&self, id: &str) {
             self.inner.end_session(id)
         }
-        fn add_user(&self, name: &str) {
-            self.inner.add_user(name)
+        fn claim(&self, key: &str) -> Option<crate::store::Claim> {
+            self.inner.claim(key)
         }
-        fn is_known_user(&self, name: &str) -> bool {
-            self.inner.is_known_user(name)
+        fn claim_name(
+            &self,
+            key: &str,
+            claim: &crate::store::Claim,
+        ) -> Option<crate::store::Claim> {
+            self.inner.claim_name(key, claim)
+        }
+        fn set_password(&self, key: &str, hash: &str) {
+            self.inner.set_password(key, hash)
+        }
+        fn sessions_of(&self, key: &str) -> Vec<String> {
+            self.inner.sessions_of(key)
+        }
+        fn end_claim(&self, key: &str) -> Vec<String> {
+            self.inner.end_claim(key)
+        }
+        fn password_failures(&self, key: &str) -> u64 {
+            self.inner.password_failures(key)
+        }
+        fn note_password_failure(&self, key: &str) {
+            self.inner.note_password_failure(key)
+        }
+        fn moderation(&self) -> crate::store::Moderation {
+            self.inner.moderation()
+        }
+        fn save_mode(&self, mode: &Mode) {
+            self.inner.save_mode(mode)
+        }
+        fn save_mute(&self, name: &str, until: Option<u64>) {
+            self.inner.save_mute(name, until)
+        }
+        fn set_banned(&self, key: &str, name: &str, banned: bool) {
+            self.inner.set_banned(key, name, banned)
+        }
+        fn banned(&self, key: &str) -> Option<String> {
+            self.inner.banned(key)
+        }
+        fn host_key(&self, proposed: &str, given: bool) -> String {
+            self.inner.host_key(proposed, given)
+        }
+        fn put_file(&self, file: &crate::protocol::FileRef, bytes: Arc<[u8]>, cap: u64) {
+            self.inner.put_file(file, bytes, cap)
+        }
+        fn file_meta(&self, id: &str) -> Option<crate::protocol::FileRef> {
+            self.inner.file_meta(id)
+        }
+        fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+            self.inner.file(id)
         }
     }
 
@@ -775,11 +1486,15 @@ mod tests {
             inner: MemoryStore::new(),
             pause: Mutex::new(None),
         });
-        store.add_user("bob");
+        let bob = crate::store::Claim {
+            name: "bob".into(),
+            password: None,
+        };
+        store.claim_name("bob", &bob);
         let hub = Arc::new(Hub::new(store.clone(), None));
         hub.start_fan_out().unwrap();
         let (alice_outbox, mut alice) = connection();
-        hub.join(&session("alice"), alice_outbox.clone(), None);
+        hub.join(&session("alice"), alice_outbox.clone(), None, false);
         alice_outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
@@ -789,10 +1504,11 @@ mod tests {
         let (bob_outbox, mut bob) = connection();
         let joining = {
             let (hub, outbox) = (hub.clone(), bob_outbox.clone());
-            std::thread::spawn(move || hub.join(&session("bob"), outbox, None))
+            std::thread::spawn(move || hub.join(&session("bob"), outbox, None, false))
         };
         took_rx.recv().unwrap(); // bob's join has read his (empty) inbox ...
-        hub.whisper("alice", "bob", "psst".into()).unwrap(); // ... bob is offline: inboxed
+        hub.whisper("alice", "bob", "psst".into(), None, None)
+            .unwrap(); // ... bob is offline: inboxed
         go_tx.send(()).unwrap();
         joining.join().unwrap();
         bob_outbox.release();
@@ -805,7 +1521,8 @@ mod tests {
             "psst",
             "read again after registering"
         );
-        hub.whisper("alice", "bob", "second".into()).unwrap();
+        hub.whisper("alice", "bob", "second".into(), None, None)
+            .unwrap();
         assert_eq!(next_frame(&mut bob)["text"], "second", "and psst only once");
         assert!(hub.store().take_inbox("bob").is_empty());
     }
@@ -818,17 +1535,17 @@ mod tests {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
         hub.start_fan_out().unwrap();
         let (outbox, mut alice) = connection();
-        hub.join(&session("alice"), outbox.clone(), None);
+        hub.join(&session("alice"), outbox.clone(), None, false);
         outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
         }
 
         let before_event = Instant::now();
-        hub.relay_presence("server-2", "carol", vec!["c1".into()]);
+        hub.relay_presence("server-2", "carol", vec!["c1".into()], false);
         assert_eq!(next_frame(&mut alice)["type"], "join");
         hub.sync_presence(HashMap::new(), before_event); // older than the event
-        assert!(hub.taken_by_other_session("carol", None), "carol stays");
+        assert!(hub.lock().is_online("carol"), "carol stays");
 
         hub.sync_presence(HashMap::new(), Instant::now()); // server-2 is gone
         let leave = next_frame(&mut alice);
@@ -836,6 +1553,6 @@ mod tests {
             (leave["type"].as_str(), leave["name"].as_str()),
             (Some("leave"), Some("carol"))
         );
-        assert!(!hub.taken_by_other_session("carol", None));
+        assert!(!hub.lock().is_online("carol"));
     }
 }

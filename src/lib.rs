@@ -19,13 +19,18 @@
 //! | [`lan`]        | the LAN address people can reach: the default route's interface | |
 //! | [`qr`]         | QR codes of that address: terminal half blocks, SVG | |
 //! | [`mdns`]       | `NAME.local` on the LAN by multicast DNS (announce; find, for the client) | `mDNS_daemon` (the `mdns-sd` crate's), `mdns` (logs its events) |
+//! | [`guard`]      | who may come in: Host names (`421`), connections and sessions per address | |
 //! | [`http`]       | reading one request head and form, writing one response | |
-//! | [`session`]    | nicknames, the two cookies, who is logged in | |
+//! | [`session`]    | the cookies (user, session, host), who is logged in | |
+//! | [`names`]      | valid names, their key (case and look-alikes), passwords | |
 //! | [`page`]       | the web page in `www/` (embedded), the login form and the join page | |
 //! | [`connection`] | one WebSocket: its handshake and read pump (heartbeat, rate limit) | `conn-N` after `101` |
+//! | [`files`]      | uploads (`POST /files`, streamed, capped) and downloads, served safely | `conn-N` |
+//! | [`poll`]       | the chat without WebSocket: `GET /poll` (short and long), `POST /say` | `conn-N` (a held poll sleeps), `pollers` |
 //! | [`outbox`]     | how frames reach a socket: sent at once, or queued for a write pump | `write-pump` (only while a client is behind) |
 //! | [`hub`]        | who is online, the recent history, deciding who gets what | |
 //! | [`fanout`]     | the fan-out thread: sends what the hub decided, outside its lock | `fan-out` |
+//! | [`rate`]       | one token bucket for every rate limit | |
 //! | [`protocol`]   | the JSON frames in and out (encoded once per message), server events | |
 //! | [`store`]      | what outlives the process: memory or Redis | `redis-writer` |
 //! | [`cluster`]    | several servers on one Redis as one chat (pub/sub) | `cluster-pub`, `cluster-sub` |
@@ -87,13 +92,16 @@
 //! | # | lock | guards | taken by |
 //! |---|------|--------|----------|
 //! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that a pending inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch (taken before it reads `pending`); `take_inbox` (a joining read pump), holding no other lock |
-//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, who is online here and elsewhere, the room history, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), the HTTP threads (`409` check, counts); a joining read pump waits on `stored` for a private message to it being stored |
+//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, pollers, who is online here and elsewhere, the room history, the mode, mutes and bans, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), `pollers`, the HTTP threads (polls, counts); a joining read pump waits on `stored` for a private message to it being stored, a held long poll for the next delivery |
 //! | 3 | `fanout::FanOut::queue` + condvar `ready` | work accepted, not yet stored and sent | the hub (under 2) appends; `fan-out` takes the whole queue |
 //! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
 //! | 3 | `store::memory::MemoryStore::inner` | sessions, users, inboxes | the hub (under 2) for inbox writes; HTTP threads for sessions |
 //! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |
 //! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
-//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions and users known here; idle read connections | any thread using the Redis store, briefly, one at a time |
+//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions known here; idle read connections | any thread using the Redis store, briefly, one at a time |
+//! | 4 | `poll::PollLimits` `polls`, `typing`; `files::UploadCounts`; `hub::Hub::rates` | rate limits: polls and uploads per session, messages per name | read pumps and HTTP threads, to take a token, holding no other lock |
+//! | 4 | `guard::Guard` `open`, `sessions`, `refused` | connections and new sessions per client address; refusals to log | the accepting thread and connection threads, for one lookup |
+//! | 4 | `names::HASHING` | that one password hash runs at a time | HTTP threads (login, `/password`), holding no other lock while hashing |
 //!
 //! Locks on the same row level are never held together. Each module's own
 //! doc says what it does under its locks. The terminal client
@@ -105,14 +113,19 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fanout;
+pub mod files;
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod lan;
 pub mod mdns;
+pub mod names;
 pub mod outbox;
 pub mod page;
+pub mod poll;
 pub mod protocol;
 pub mod qr;
+pub mod rate;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -19,6 +19,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 
+/// Largest message a client may send (after reassembling fragments, or as
+/// a `POST /say` body): 64 KiB. Larger closes a WebSocket with 1009.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Longest message text, in Unicode code points after trimming.
 pub const MAX_TEXT_CHARS: usize = 4000;
 
@@ -35,6 +39,22 @@ pub struct RoomMessage {
     pub from: String,
     pub text: String,
     pub ts: u64,
+    /// An uploaded file attached to it (see `files.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// A file as messages carry it: what the page needs to show and fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// The `Content-Type` its uploader gave (how it is served depends on
+    /// its bytes: `files.rs`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
 }
 
 /// A private message (`P` in the contract), with its own `"type"` too.
@@ -49,6 +69,8 @@ pub struct PrivateMessage {
     pub to: String,
     pub text: String,
     pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
 }
 
 /// Every frame the server sends; `type` is the variant's name in lowercase.
@@ -58,6 +80,16 @@ pub enum ServerFrame<'a> {
     Welcome {
         name: &'a str,
         users: Vec<&'a str>,
+        /// Those of `users` connected as a host.
+        hosts: Vec<&'a str>,
+        /// Whether this connection is a host's.
+        host: bool,
+        mode: Mode,
+        /// Only in a host's welcome.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        banned: Option<Vec<&'a str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        muted: Option<Vec<Muted<'a>>>,
     },
     History {
         messages: Vec<&'a RoomMessage>,
@@ -70,6 +102,7 @@ pub enum ServerFrame<'a> {
     Join {
         name: &'a str,
         ts: u64,
+        host: bool,
     },
     Leave {
         name: &'a str,
@@ -78,15 +111,73 @@ pub enum ServerFrame<'a> {
     Deleted {
         id: &'a str,
     },
+    /// The class mode changed (sent to everyone).
+    Mode(Mode),
+    Muted(Muted<'a>),
+    Unmuted {
+        name: &'a str,
+    },
+    Banned {
+        name: &'a str,
+    },
+    Unbanned {
+        name: &'a str,
+    },
+    Cleared,
+    Typing {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Messages carry their own `"type"`: no second tag here.
     #[serde(untagged)]
     Message(&'a RoomMessage),
     #[serde(untagged)]
     Private(&'a PrivateMessage),
+}
+
+/// The class mode a host sets (the contract's `MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mode {
+    /// Only hosts may post to the room.
+    pub announce: bool,
+    /// Seconds a non-host waits between two room messages (0: no wait).
+    pub slow: u64,
+    /// Private messages between two non-hosts are allowed.
+    pub private: bool,
+    /// Non-hosts may upload files.
+    pub uploads: bool,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode {
+            announce: false,
+            slow: 0,
+            private: true,
+            uploads: true,
+        }
+    }
+}
+
+/// Longest slow-mode wait a host may set, in seconds.
+pub const MAX_SLOW_SECS: u64 = 3600;
+/// Longest mute, in minutes (a day).
+pub const MAX_MUTE_MINUTES: u64 = 1440;
+
+/// A muted name and when its mute ends (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Muted<'a> {
+    pub name: &'a str,
+    pub until: u64,
 }
 
 /// What one server tells the others (on the Redis channel `lanchat:events`,
@@ -108,11 +199,74 @@ pub enum Event {
     Presence {
         name: String,
         sessions: Vec<String>,
+        /// One of them is a host's connection.
+        #[serde(default)]
+        host: bool,
     },
     /// A room message was deleted (the sending server changed the store).
     Deleted {
         id: String,
     },
+    /// A host changed the mode, muted or unmuted (`until: None`), banned or
+    /// unbanned someone, or cleared the history: the sending server changed
+    /// the store; the others update what they know and tell their clients.
+    Mode {
+        mode: Mode,
+    },
+    Mute {
+        name: String,
+        until: Option<u64>,
+    },
+    Ban {
+        name: String,
+        banned: bool,
+    },
+    Cleared,
+    /// Someone is typing (never stored): to the room, or to `to`.
+    Typing {
+        name: String,
+        to: Option<String>,
+    },
+    /// Close these connections (a logout, kick or release on another
+    /// server): every connection of `session`, or of `name` when `session`
+    /// is none.
+    Close {
+        name: String,
+        session: Option<String>,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The answer of `GET /poll` (see `poll.rs`): an HTTP body, not a frame.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "poll")]
+pub struct PollAnswer<'a> {
+    /// Room and private messages, in seq order.
+    pub messages: Vec<AnyMessage<'a>>,
+    pub users: Vec<&'a str>,
+    pub hosts: Vec<&'a str>,
+    pub mode: Mode,
+    /// The `after` of the next poll.
+    pub next: u64,
+    pub gap: bool,
+}
+
+/// A room or a private message, as it is sent.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum AnyMessage<'a> {
+    Room(&'a RoomMessage),
+    Private(&'a PrivateMessage),
+}
+
+impl AnyMessage<'_> {
+    pub fn seq(&self) -> u64 {
+        match self {
+            AnyMessage::Room(message) => message.seq,
+            AnyMessage::Private(message) => message.seq,
+        }
+    }
 }
 
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
@@ -163,9 +317,16 @@ pub enum ErrorCode {
     Empty,
     TooLong,
     UnknownUser,
+    UnknownFile,
     NotFound,
     Forbidden,
+    Muted,
+    AnnounceOnly,
+    SlowMode,
+    PrivateOff,
     RateLimited,
+    /// Polling without a session (`401`).
+    Unauthorized,
 }
 
 /// Why a client frame was refused: a code and a human-readable message.
@@ -173,6 +334,10 @@ pub enum ErrorCode {
 pub struct ClientError {
     pub code: ErrorCode,
     pub message: String,
+    /// `muted`: when the mute ends (ms since the epoch).
+    pub until: Option<u64>,
+    /// `slow_mode`: how long to wait before the next room message.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ClientError {
@@ -180,14 +345,28 @@ impl ClientError {
         ClientError {
             code,
             message: message.into(),
+            until: None,
+            retry_after_ms: None,
         }
     }
 
+    /// As a WebSocket frame.
     pub fn encode(&self) -> Encoded {
-        encode(&ServerFrame::Error {
+        encode(&self.frame())
+    }
+
+    /// As JSON (the body of an HTTP error of `poll.rs`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.frame()).expect("errors serialize")
+    }
+
+    fn frame(&self) -> ServerFrame<'_> {
+        ServerFrame::Error {
             code: self.code,
             message: &self.message,
-        })
+            until: self.until,
+            retry_after_ms: self.retry_after_ms,
+        }
     }
 }
 
@@ -195,11 +374,51 @@ impl ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
     /// `{"type":"message","text":...}`, or any text frame that is not a JSON object.
-    Say { text: String },
+    Say { text: String, file: Option<String> },
     /// `{"type":"private","to":...,"text":...}`
-    Whisper { to: String, text: String },
+    Whisper {
+        to: String,
+        text: String,
+        file: Option<String>,
+    },
     /// `{"type":"delete","id":...}`
     Delete { id: String },
+    /// `{"type":"typing"}`, or `{"type":"typing","to":...}` in private.
+    Typing { to: Option<String> },
+    /// A host's frame (checked by the hub: `forbidden` for others).
+    Host(HostAction),
+}
+
+/// What a host may do (the contract's host frames).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostAction {
+    /// Only the fields given change.
+    Mode {
+        announce: Option<bool>,
+        slow: Option<u64>,
+        private: Option<bool>,
+        uploads: Option<bool>,
+    },
+    Mute {
+        name: String,
+        minutes: u64,
+    },
+    Unmute {
+        name: String,
+    },
+    Kick {
+        name: String,
+    },
+    Ban {
+        name: String,
+    },
+    Unban {
+        name: String,
+    },
+    Release {
+        name: String,
+    },
+    Clear,
 }
 
 /// Parses and validates one text frame from a client.
@@ -210,7 +429,8 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
         // `ws.send("hi")` from a browser console just works).
         _ => {
             return Ok(ClientFrame::Say {
-                text: valid_text(raw)?,
+                text: valid_text(raw, false)?,
+                file: None,
             });
         }
     };
@@ -219,34 +439,102 @@ pub fn parse_client_frame(raw: &str) -> Result<ClientFrame, ClientError> {
     match object.get("type").and_then(|t| t.as_str()) {
         Some("message") => {
             let text = field("text").ok_or_else(|| bad("a message needs a string \"text\""))?;
+            let file = field("file").map(str::to_string);
             Ok(ClientFrame::Say {
-                text: valid_text(text)?,
+                text: valid_text(text, file.is_some())?,
+                file,
             })
         }
         Some("private") => {
             let to = field("to").ok_or_else(|| bad("a private message needs a string \"to\""))?;
             let text =
                 field("text").ok_or_else(|| bad("a private message needs a string \"text\""))?;
+            let file = field("file").map(str::to_string);
             Ok(ClientFrame::Whisper {
                 to: to.trim().to_string(),
-                text: valid_text(text)?,
+                text: valid_text(text, file.is_some())?,
+                file,
             })
         }
         Some("delete") => {
             let id = field("id").ok_or_else(|| bad("a delete needs a string \"id\""))?;
             Ok(ClientFrame::Delete { id: id.to_string() })
         }
+        Some(kind @ ("mute" | "unmute" | "kick" | "ban" | "unban" | "release")) => {
+            let name = field("name")
+                .ok_or_else(|| bad(&format!("a {kind} needs a string \"name\"")))?
+                .trim()
+                .to_string();
+            let action = match kind {
+                "mute" => {
+                    let minutes = object
+                        .get("minutes")
+                        .and_then(|m| m.as_u64())
+                        .filter(|m| (1..=MAX_MUTE_MINUTES).contains(m))
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "a mute needs \"minutes\" from 1 to {MAX_MUTE_MINUTES}"
+                            ))
+                        })?;
+                    HostAction::Mute { name, minutes }
+                }
+                "unmute" => HostAction::Unmute { name },
+                "kick" => HostAction::Kick { name },
+                "ban" => HostAction::Ban { name },
+                "unban" => HostAction::Unban { name },
+                _ => HostAction::Release { name },
+            };
+            Ok(ClientFrame::Host(action))
+        }
+        Some("mode") => {
+            let flag = |name: &str| match object.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_bool()
+                    .map(Some)
+                    .ok_or_else(|| bad(&format!("\"{name}\" must be true or false"))),
+            };
+            let slow = match object.get("slow") {
+                None => None,
+                Some(value) => Some(
+                    value
+                        .as_u64()
+                        .filter(|s| *s <= MAX_SLOW_SECS)
+                        .ok_or_else(|| bad(&format!("\"slow\" is 0 to {MAX_SLOW_SECS} seconds")))?,
+                ),
+            };
+            Ok(ClientFrame::Host(HostAction::Mode {
+                announce: flag("announce")?,
+                slow,
+                private: flag("private")?,
+                uploads: flag("uploads")?,
+            }))
+        }
+        Some("clear") => Ok(ClientFrame::Host(HostAction::Clear)),
+        Some("typing") => Ok(ClientFrame::Typing {
+            to: field("to").map(|to| to.trim().to_string()),
+        }),
         Some(other) => Err(bad(&format!(
-            "unknown frame type {other:?}: expected \"message\", \"private\" or \"delete\""
+            "unknown frame type {other:?}: expected \"message\", \"private\", \"delete\" or a host frame"
         ))),
         None => Err(bad("a frame needs a string \"type\"")),
     }
 }
 
 /// A message text trimmed, with 1 to [`MAX_TEXT_CHARS`] code points.
-fn valid_text(raw: &str) -> Result<String, ClientError> {
-    let text = raw.trim();
-    if text.is_empty() {
+/// Line breaks become `\n`; every other control character but tab goes
+/// (a `\r` could overwrite a terminal line, an escape sequence recolor it),
+/// then the text is trimmed and its length checked (it may be empty with a
+/// file).
+fn valid_text(raw: &str, with_file: bool) -> Result<String, ClientError> {
+    let cleaned: String = raw
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    let text = cleaned.trim();
+    if text.is_empty() && !with_file {
         return Err(ClientError::new(ErrorCode::Empty, "The message is empty."));
     }
     let chars = text.chars().count();
@@ -271,20 +559,45 @@ mod tests {
     fn frames_parse_and_trim() {
         assert_eq!(
             parse_client_frame(r#"{"type":"message","text":"  hi "}"#),
-            Ok(ClientFrame::Say { text: "hi".into() })
+            Ok(ClientFrame::Say {
+                text: "hi".into(),
+                file: None
+            })
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"private","to":" bob ","text":"yo","extra":1}"#),
             Ok(ClientFrame::Whisper {
                 to: "bob".into(),
-                text: "yo".into()
+                text: "yo".into(),
+                file: None
+            })
+        );
+        // Control characters go, line breaks stay (as \n); then the trim.
+        assert_eq!(
+            parse_client_frame(
+                "{\"type\":\"message\",\"text\":\"\\u0007a\\r\\nb\\rc\\u001b[31m\\t \"}"
+            ),
+            Ok(ClientFrame::Say {
+                text: "a\nb\nc[31m".into(),
+                file: None
+            })
+        );
+        // With a file, the text may be empty.
+        assert_eq!(
+            parse_client_frame(r#"{"type":"message","text":"","file":"f1"}"#),
+            Ok(ClientFrame::Say {
+                text: "".into(),
+                file: Some("f1".into())
             })
         );
         // Not an object: the frame itself is the text.
         for raw in ["hi", "42", "[1,2]", "\"quoted\"", "{not json"] {
             assert_eq!(
                 parse_client_frame(raw),
-                Ok(ClientFrame::Say { text: raw.into() })
+                Ok(ClientFrame::Say {
+                    text: raw.into(),
+                    file: None
+                })
             );
         }
     }
@@ -322,6 +635,7 @@ mod tests {
             from: "a".into(),
             text: "<b>".into(),
             ts: 7,
+            file: None,
         };
         let bytes = encode(&ServerFrame::Message(&m));
         let json = r#"{"type":"message","id":"i","seq":3,"from":"a","text":"<b>","ts":7}"#;
@@ -335,6 +649,7 @@ mod tests {
             to: "b".into(),
             text: "t".into(),
             ts: 1,
+            file: None,
         };
         let offline = encode(&ServerFrame::Offline { messages: &[p] });
         let want = r#"{"type":"offline","messages":[{"type":"private","id":"i","seq":4,"from":"a","to":"b","text":"t","ts":1}]}"#;

@@ -23,6 +23,10 @@
 //! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |
 //! | `GET /join`      | [`join_page`]: the projector page, a QR code of [`join_url`] (no session) |
 //! | `GET /join.svg`  | that QR code alone (no session) |
+//! | `POST /password` | [`set_password`]: `204`, `400`, `401`, `403` |
+//! | `GET /host`      | the host link: `303` + host cookie, or `403` |
+//! | `GET /poll`, `POST /say` | the chat without WebSocket (`poll.rs`) |
+//! | `POST /files`, `GET /files/ID[/NAME]` | files (`files.rs`): `201`, `401`, `403`, `411`, `413`, `429`; the bytes or `404` |
 //! | `GET /<file>`    | a file of the page, else `404` |
 //! | other methods    | `405` on a known path, else `404` |
 //!
@@ -33,11 +37,15 @@
 use crate::cluster::{self, Publisher};
 use crate::config::{Config, QrMode};
 use crate::connection::{self, Settings};
+use crate::files::{self, FileLimits, UploadCounts};
+use crate::guard::Guard;
 use crate::http::{self, ReadError, Request, Response};
 use crate::hub::{EventSink, Hub};
+use crate::names;
 use crate::page::Page;
+use crate::poll::{self, PollLimits};
 use crate::session::{self, SESSION_COOKIE};
-use crate::store::Session;
+use crate::store::{Claim, Session};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::{lan, mdns, qr};
 use log::{debug, error, info, warn};
@@ -58,6 +66,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// under the contract's 5 seconds.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(2500);
 const SHUTDOWN_STORE_FLUSH: Duration = Duration::from_millis(1500);
+/// The name announced on the LAN (`NAME.local`), answered in `Host`.
+const DEFAULT_MDNS_NAME: &str = "lanchat";
+/// Bytes in a MiB, the unit of `--max-upload` and `--files-cap`.
+const MIB: u64 = 1024 * 1024;
 
 /// Everything the connection threads share, read-only but for the hub.
 pub struct Shared {
@@ -79,6 +91,14 @@ pub struct Shared {
     pub lan_url: String,
     /// `NAME.local`, announced until shutdown (`--mdns`).
     pub mdns: Option<mdns::Announcement>,
+    /// Per-session rate limits of `/poll` and `/say`.
+    pub poll_limits: PollLimits,
+    /// `--max-upload` and `--files-cap`, in bytes.
+    pub file_limits: FileLimits,
+    /// Uploads per session (`429` past the limit).
+    pub upload_counts: UploadCounts,
+    /// Host names and the limits per client address.
+    pub guard: Guard,
 }
 
 /// Starts lanchat with `config` and serves until the process is stopped.
@@ -104,11 +124,18 @@ pub fn run(config: Config) -> Result<(), String> {
         (None, ip) => ip,
     };
     let shown = SocketAddr::new(shown, address.port());
-    let host_key = match &config.host_key {
-        Some(key) => key.clone(),
-        None => new_host_key()?,
-    };
     info!("store: {}", store.kind());
+    if store.kind() == "memory" {
+        info!(
+            "memory store: claimed names, passwords and moderation are forgotten when lanchat stops (--redis keeps them)"
+        );
+    }
+    // The host link's key: given, or kept in Redis (shared by every server
+    // of the chat), or new (128 random bits).
+    let host_key = match &config.host_key {
+        Some(given) => store.host_key(given, true),
+        None => store.host_key(&new_host_key()?, false),
+    };
     let events = cluster
         .clone()
         .map(|publisher| Arc::new(publisher) as Arc<dyn EventSink>);
@@ -123,14 +150,28 @@ pub fn run(config: Config) -> Result<(), String> {
         page,
         settings: Settings {
             heartbeat: config.heartbeat,
+            host_key: host_key.as_str().into(),
         },
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
-        host_key,
+        host_key: host_key.clone(),
         lan_url: format!("http://{shown}/"),
         mdns: announce(&config, reachable.lan, address.port()),
+        poll_limits: PollLimits::default(),
+        file_limits: FileLimits {
+            max_upload: config.max_upload_mib * MIB,
+            cap: config.files_cap_mib * MIB,
+        },
+        upload_counts: UploadCounts::default(),
+        guard: Guard::new(
+            listener.local_addr().map_err(|e| e.to_string())?,
+            config.mdns.as_deref().unwrap_or(DEFAULT_MDNS_NAME),
+            &config.allow_hosts,
+            config.max_per_address,
+        ),
     });
+    poll::start_reaper(shared.hub.clone(), config.heartbeat).map_err(|e| e.to_string())?;
     watch_signals(shared.clone())?;
     // Ready: only now tell the world (tests and tools wait for this line).
     print_start_lines(&shared, address, config.qr);
@@ -219,6 +260,7 @@ fn shut_down(shared: &Shared) {
     shared.stopping.store(true, Ordering::SeqCst);
     let (connections, _) = shared.hub.counts();
     info!("shutting down: closing {connections} connections");
+    shared.hub.stop_polls();
     shared.hub.close_all();
     let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN;
     while shared.open.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
@@ -250,9 +292,9 @@ fn raise_open_files_limit() {
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     for n in 1.. {
-        let socket = match listener.accept() {
+        let (socket, peer) = match listener.accept() {
             Ok(_) if shared.stopping.load(Ordering::SeqCst) => continue, // dropped: closed
-            Ok((socket, _)) => socket,
+            Ok((socket, peer)) => (socket, peer.ip()),
             Err(e) => {
                 error!("accept failed: {e}");
                 std::thread::sleep(ACCEPT_BACKOFF);
@@ -261,7 +303,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         if shared.open.fetch_add(1, Ordering::SeqCst) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::SeqCst);
-            refuse_busy(socket);
+            refuse_busy(socket, &shared.guard);
+            continue;
+        }
+        if !shared.guard.enter(peer) {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+            refuse_busy(socket, &shared.guard);
             continue;
         }
         let for_thread = shared.clone();
@@ -269,30 +316,39 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .name(format!("conn-{n}"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                let _open = OpenConnection(&for_thread.open);
+                let _open = OpenConnection {
+                    shared: &for_thread,
+                    peer,
+                };
                 handle(socket, &for_thread);
             });
         if let Err(e) = spawned {
             // The closure (and the socket in it) is dropped: the client sees a close.
             error!("cannot start a connection thread: {e}");
             shared.open.fetch_sub(1, Ordering::SeqCst);
+            shared.guard.leave(peer);
         }
     }
 }
 
-/// Counts a connection as open until its thread ends, even by a panic.
-struct OpenConnection<'a>(&'a AtomicUsize);
+/// Counts a connection as open (in all, and for its address) until its
+/// thread ends, even by a panic.
+struct OpenConnection<'a> {
+    shared: &'a Shared,
+    peer: std::net::IpAddr,
+}
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.shared.open.fetch_sub(1, Ordering::SeqCst);
+        self.shared.guard.leave(self.peer);
     }
 }
 
 /// `503` from the accepting thread, which must never wait on a client:
 /// the socket is non-blocking, and a short response fits its empty buffer.
-fn refuse_busy(mut socket: TcpStream) {
-    warn!("connection limit reached: refusing a connection");
+fn refuse_busy(mut socket: TcpStream, guard: &Guard) {
+    guard.note_refusal();
     let _ = socket.set_nonblocking(true);
     let _ = Response::text(503, "lanchat is full, try again later").write_to(&mut socket, false);
 }
@@ -322,10 +378,33 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
         }
     };
     debug!("{peer} {} {}", request.method, request.path);
-    if request.path == "/ws" && request.method == "GET" {
-        return connection::upgrade(socket, request, rest, &shared.hub, shared.settings);
+    if let Err(refusal) = shared.guard.check_host(&request) {
+        let _ = refusal.write_to(&mut socket, false);
+        http::close_gracefully(&socket);
+        return;
     }
-    let response = route(&request, shared);
+    if request.path == "/ws" && request.method == "GET" {
+        return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
+    }
+    let key = &shared.settings.host_key;
+    let response = match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/files") => {
+            let (limits, counts) = (shared.file_limits, &shared.upload_counts);
+            files::upload(
+                &request,
+                rest,
+                &mut socket,
+                &shared.hub,
+                limits,
+                counts,
+                key,
+            )
+        }
+        ("GET" | "HEAD", path) if path.starts_with("/files/") => {
+            files::download(&request, &shared.hub, &socket)
+        }
+        _ => route(&request, shared),
+    };
     let _ = response.write_to(&mut socket, request.method == "HEAD");
     http::close_gracefully(&socket);
 }
@@ -355,6 +434,25 @@ fn route(request: &Request, shared: &Shared) -> Response {
         // The raw template, like login.html's.
         ("/join.html", true) => Response::redirect("/join"),
         ("/logout", false) if request.method == "POST" => logout(request, shared),
+        ("/password", false) if request.method == "POST" => set_password(request, shared),
+        ("/poll", true) => poll::poll(
+            request,
+            &shared.hub,
+            &shared.poll_limits,
+            &shared.settings.host_key,
+        ),
+        ("/say", false) if request.method == "POST" => poll::say(
+            request,
+            &shared.hub,
+            &shared.poll_limits,
+            &shared.settings.host_key,
+        ),
+        ("/host", true) => match request.query_param("key") {
+            Some(key) if key == *shared.settings.host_key => Response::redirect("/")
+                .with_header("Set-Cookie", session::host_cookie(&key))
+                .with_header("Cache-Control", "no-store"),
+            _ => Response::text(403, "wrong or missing host key"),
+        },
         ("/healthz", true) => {
             let (connections, users) = shared.hub.counts();
             let body = serde_json::json!({
@@ -363,10 +461,12 @@ fn route(request: &Request, shared: &Shared) -> Response {
             });
             Response::json(200, &body).with_header("Cache-Control", "no-store")
         }
-        ("/" | "/login" | "/healthz" | "/ws" | "/join" | "/join.svg", false) => {
+        ("/" | "/login" | "/healthz" | "/ws" | "/poll" | "/join" | "/join.svg", false) => {
             Response::text(405, "method not allowed").with_header("Allow", "GET, HEAD")
         }
-        ("/logout", _) => Response::text(405, "method not allowed").with_header("Allow", "POST"),
+        ("/logout" | "/password" | "/say", _) => {
+            Response::text(405, "method not allowed").with_header("Allow", "POST")
+        }
         (path, true) => serve_file(shared, path),
         _ => Response::text(404, "not found"),
     }
@@ -418,36 +518,126 @@ fn login_form(shared: &Shared, status: u16, name: &str, next: &str, error: &str)
         .with_header("Cache-Control", "no-store")
 }
 
-/// `POST /login`: check the name, refuse it while another session has it
-/// open, else start (or refresh) a session and set both cookies.
+/// `POST /login`: check the name and the request's right to it (the
+/// contract's Claims), then start (or keep) a session and set both cookies.
 fn login(request: &Request, shared: &Shared) -> Response {
     let store = shared.hub.store();
-    let raw_name = http::form_field(&request.body, "name").unwrap_or_default();
-    let next = http::form_field(&request.body, "next");
+    let field = |name| http::form_field(&request.body, name);
+    let raw_name = field("name").unwrap_or_default();
+    let password = field("password").filter(|p| !p.is_empty());
+    let next = field("next");
     let next = session::safe_next(next.as_deref());
-    let name = match session::validate_name(&raw_name) {
+    let refuse = |status, name: &str, reason: &str| login_form(shared, status, name, next, reason);
+    let name = match names::validate(&raw_name) {
         Ok(name) => name,
-        Err(reason) => return login_form(shared, 400, raw_name.trim(), next, &reason),
+        Err(reason) => return refuse(400, raw_name.trim(), &reason),
     };
-    // The browser's current session keeps its id if it already holds this name.
-    let current = session::cookie(request, SESSION_COOKIE)
-        .filter(|id| store.session_name(id).as_deref() == Some(name.as_str()))
-        .map(str::to_string);
-    if shared.hub.taken_by_other_session(&name, current.as_deref()) {
-        let reason = "That name is in use right now. Please choose another.";
-        return login_form(shared, 409, &name, next, reason);
+    if let Some(Err(reason)) = password.as_deref().map(names::validate_password) {
+        return refuse(400, &name, &reason);
     }
-    let session = Session {
-        id: current.unwrap_or_else(session::new_session_id),
-        name,
+    let key = names::key(&name);
+    if store.banned(&key).is_some() {
+        return refuse(403, &name, "This name is banned from the chat.");
+    }
+    if store.password_failures(&key) >= names::MAX_PASSWORD_FAILURES {
+        let why = "Too many wrong passwords for this name. Try again in a minute.";
+        return refuse(429, &name, why);
+    }
+    // The browser's own live session of this name: logging in again keeps it.
+    let session = match session::authenticate(request, store) {
+        Some(current) if names::key(&current.name) == key => current,
+        _ if !shared.guard.new_session_allowed(request.peer) => {
+            let why = "Too many new sessions from your device. Try again in a minute.";
+            return refuse(429, &name, why);
+        }
+        _ => match claim(store, &key, &name, password.as_deref()) {
+            Ok(name) => Session {
+                id: session::new_session_id(),
+                name,
+            },
+            Err((status, reason)) => return refuse(status, &name, reason),
+        },
     };
     store.create_session(&session);
-    store.add_user(&session.name);
     info!("{:?} logged in", session.name);
     let [user_cookie, session_cookie] = session::login_cookies(&session);
     Response::redirect(next)
         .with_header("Set-Cookie", user_cookie)
         .with_header("Set-Cookie", session_cookie)
+}
+
+/// May a new session have the name with this key? Yes (with its display
+/// form) when it is free (it is claimed now, with `password` if given), or
+/// when the password is right; else the status and the reason.
+fn claim(
+    store: &dyn Store,
+    key: &str,
+    name: &str,
+    password: Option<&str>,
+) -> Result<String, (u16, &'static str)> {
+    let in_use = "That name (or one that looks the same, like Alice and alice) is in use right now. \
+                  Choose another name, or log out there first.";
+    let claimed = match store.claim(key) {
+        Some(claimed) => claimed,
+        None => {
+            let claim = Claim {
+                name: name.to_string(),
+                password: password.map(names::hash_password),
+            };
+            return match store.claim_name(key, &claim) {
+                None => Ok(claim.name),
+                Some(_) => Err((409, in_use)), // someone was faster
+            };
+        }
+    };
+    match (&claimed.password, password) {
+        (Some(hash), Some(given)) if names::password_matches(given, hash) => Ok(claimed.name),
+        (Some(_), Some(_)) => {
+            store.note_password_failure(key);
+            Err((403, "Wrong password for this name."))
+        }
+        (Some(_), None) => Err((
+            409,
+            "This name is protected by a password. Enter it to log in here too, or choose another name.",
+        )),
+        (None, _) if !store.sessions_of(key).is_empty() => Err((409, in_use)),
+        (None, _) => {
+            // Its last session ended without the claim noticing (it
+            // expired): the claim ends now, and the name is free.
+            store.end_claim(key);
+            claim(store, key, name, password)
+        }
+    }
+}
+
+/// `POST /password`: sets the name's password (`current` must match the
+/// one it has, if any).
+fn set_password(request: &Request, shared: &Shared) -> Response {
+    let store = shared.hub.store();
+    let Some(session) = session::authenticate(request, store) else {
+        return Response::text(401, "log in first");
+    };
+    let password = http::form_field(&request.body, "password").unwrap_or_default();
+    if let Err(reason) = names::validate_password(&password) {
+        return Response::text(400, &reason);
+    }
+    let key = names::key(&session.name);
+    let Some(claimed) = store.claim(&key) else {
+        return Response::text(401, "log in first");
+    };
+    if store.password_failures(&key) >= names::MAX_PASSWORD_FAILURES {
+        return Response::text(429, "too many wrong passwords: try again in a minute");
+    }
+    if let Some(hash) = &claimed.password {
+        let current = http::form_field(&request.body, "current").unwrap_or_default();
+        if !names::password_matches(&current, hash) {
+            store.note_password_failure(&key);
+            return Response::text(403, "the current password is wrong");
+        }
+    }
+    store.set_password(&key, &names::hash_password(&password));
+    info!("{:?} set a password", session.name);
+    Response::new(204, "text/plain; charset=utf-8", Vec::new())
 }
 
 fn logout(request: &Request, shared: &Shared) -> Response {

@@ -16,26 +16,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 pub const USER_COOKIE: &str = "lanchat_user";
 pub const SESSION_COOKIE: &str = "lanchat_session";
-/// Longest nickname, in Unicode code points (after trimming).
-pub const MAX_NAME_CHARS: usize = 32;
-
-/// Trims a proposed nickname and checks it: 1 to [`MAX_NAME_CHARS`] code
-/// points, no control characters. The error is the reason shown to the user.
-pub fn validate_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 {
-        Err("Please choose a name.".into())
-    } else if chars > MAX_NAME_CHARS {
-        Err(format!(
-            "That name is too long: at most {MAX_NAME_CHARS} characters."
-        ))
-    } else if name.chars().any(char::is_control) {
-        Err("A name cannot contain control characters.".into())
-    } else {
-        Ok(name.to_string())
-    }
-}
+/// Set by the host link (`GET /host?key=`): its value is the host key.
+pub const HOST_COOKIE: &str = "lanchat_host";
 
 /// The value of one cookie, from any `Cookie` header of the request.
 pub fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
@@ -65,6 +47,26 @@ pub fn authenticate(request: &Request, store: &dyn Store) -> Option<Session> {
         id: id.to_string(),
         name,
     })
+}
+
+/// Whether the request carries the host cookie with the right key (with a
+/// comparison whose time does not depend on where the key differs).
+pub fn is_host(request: &Request, host_key: &str) -> bool {
+    cookie(request, HOST_COOKIE).is_some_and(|given| {
+        given.len() == host_key.len()
+            && given
+                .bytes()
+                .zip(host_key.bytes())
+                .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+                == 0
+    })
+}
+
+/// The `Set-Cookie` value of the host cookie (see the Host section of the
+/// contract): `SameSite=Strict`, so no other site can use it.
+pub fn host_cookie(key: &str) -> String {
+    let max_age = SESSION_TTL.as_secs();
+    format!("{HOST_COOKIE}={key}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict")
 }
 
 /// A fresh session id: a uuid v4, 122 random bits.
@@ -115,19 +117,6 @@ pub fn safe_next(next: Option<&str>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_checked() {
-        assert_eq!(validate_name("  Zoë  ").as_deref(), Ok("Zoë"));
-        assert_eq!(
-            validate_name(&"é".repeat(32)).map(|n| n.chars().count()),
-            Ok(32)
-        );
-        assert!(validate_name(&"é".repeat(33)).is_err());
-        assert!(validate_name(" \t ").is_err());
-        assert!(validate_name("a\u{7}b").is_err());
-        assert!(validate_name("a\u{85}b").is_err()); // C1 control
-    }
 
     #[test]
     fn only_local_paths_are_followed() {

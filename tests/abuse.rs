@@ -16,13 +16,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 #[test]
 fn churn_leaves_nothing_behind() {
     let server = Server::start(&[]);
-    let cookie = login(&server, "churner");
     let (_watcher, _) = Client::join(&server, "watcher");
     let baseline = server.threads();
 
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let (addr, cookie) = (server.addr, cookie.clone());
+            // A login per worker: a session's upgrades are rate-limited.
+            let (addr, cookie) = (server.addr, login(&server, &format!("churner{w}")));
             std::thread::spawn(move || {
                 for n in 0..250 {
                     match (w * 250 + n) % 4 {
@@ -82,12 +82,11 @@ fn connection_cap_answers_503() {
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
     wait_for("the cap to be reached", || {
-        let response = raw_http(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-        response.status == 503
+        get(&server, "/healthz", None).status == 503
     });
     drop(held);
     wait_for("room again", || {
-        raw_http(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
+        get(&server, "/healthz", None).status == 200
     });
 }
 
@@ -142,5 +141,228 @@ fn sigterm_closes_everyone_with_1001_and_exits_0() {
         redis.texts("lanchat:history"),
         ["last words"],
         "pending writes were saved"
+    );
+}
+
+/// One client address cannot take every slot: idle sockets from it stop
+/// at --max-per-address (503), while another address still gets in.
+#[test]
+fn connections_are_capped_per_address() {
+    let server = Server::start(&["--max-per-address", "5"]);
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(TcpStream::connect(server.addr).unwrap());
+    }
+    wait_for("the five to be counted", || {
+        // A sixth from the same address is refused at once.
+        let mut sixth = TcpStream::connect(server.addr).unwrap();
+        sixth.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut answer = String::new();
+        let _ = sixth.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 503")
+    });
+    // 127.0.0.2 is another client address on the loopback.
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other
+        .bind(
+            &"127.0.0.2:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    other.connect(&server.addr.into()).unwrap();
+    let mut other: TcpStream = other.into();
+    other.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    other.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = other.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(idle);
+}
+
+/// A login flood from one address gets 429 past --max-per-address new
+/// sessions a minute, and a real user's session lives on.
+#[test]
+fn a_login_flood_is_refused_and_spares_real_users() {
+    let server = Server::start(&["--max-per-address", "20"]);
+    let real = login(&server, "teacher");
+    let statuses: Vec<u16> = (0..40)
+        .map(|n| post_form(&server, "/login", &format!("name=flood{n}"), None).status)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(
+        get(&server, "/", Some(&real)).status,
+        200,
+        "the real session lives"
+    );
+}
+
+/// Only this server's names are answered: a foreign Host gets 421 (DNS
+/// rebinding), none gets 400, and --allow-host adds one.
+#[test]
+fn foreign_host_names_get_421() {
+    let server = Server::start(&["--allow-host", "chat.school.example"]);
+    let ask = |host: Option<&str>| {
+        let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+        raw_http(
+            &server,
+            format!("GET /login HTTP/1.1\r\n{host}\r\n").as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(ask(Some("evil.example")), 421);
+    assert_eq!(
+        ask(Some(&format!("evil.example:{}", server.addr.port()))),
+        421
+    );
+    assert_eq!(ask(None), 400);
+    assert_eq!(ask(Some("chat.school.example")), 200);
+    assert_eq!(ask(Some(&format!("localhost:{}", server.addr.port()))), 200);
+    // A WebSocket too.
+    let request = "GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    assert_eq!(raw_http(&server, request.as_bytes()).status, 421);
+}
+
+/// Strict HTTP: one way to say a body's length (request smuggling).
+#[test]
+fn ambiguous_lengths_are_400() {
+    let server = Server::start(&[]);
+    let host = server.addr;
+    for head in [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: +5\r\n",
+    ] {
+        let request = format!("POST /login HTTP/1.1\r\nHost: {host}\r\n{head}\r\nname=a");
+        assert_eq!(
+            raw_http(&server, request.as_bytes()).status,
+            400,
+            "{head:?}"
+        );
+    }
+}
+
+/// The heartbeat counts whole frames: a client trickling one byte of a
+/// frame that never ends is closed within 3 heartbeats, like a silent one.
+#[test]
+fn a_trickled_frame_does_not_dodge_the_heartbeat() {
+    let server = Server::start(&["--heartbeat", "0.5"]);
+    let cookie = login(&server, "trickle");
+    let client = Client::connect(&server, &cookie);
+    let mut socket = client.ws.into_inner();
+    wait_for("online", || server.health()["users"] == 1);
+    // A masked text frame header announcing 64 KiB, then a byte at a time.
+    socket
+        .write_all(&[0x81, 0xFE, 0xFF, 0xFF, 1, 2, 3, 4])
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.health()["users"] == 1 {
+        let _ = socket.write_all(b"x");
+        assert!(started.elapsed() < Duration::from_secs(10), "never closed");
+        std::thread::sleep(Duration::from_millis(200)); // the trickle's pace
+    }
+    assert!(
+        started.elapsed() <= Duration::from_millis(1500 + 1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The message rate is per name: 30 connections of one session together
+/// are held to it (a burst of 40, then 20 a second).
+#[test]
+fn the_rate_is_per_name_not_per_connection() {
+    let server = Server::start(&[]);
+    let cookie = login(&server, "many");
+    let mut clients: Vec<Client> = (0..30).map(|_| Client::connect(&server, &cookie)).collect();
+    for client in &mut clients {
+        client.opening();
+    }
+    let started = Instant::now();
+    // 3 frames each: 90 in all, at once, against a burst of 40.
+    for (i, client) in clients.iter_mut().enumerate() {
+        for n in 0..3 {
+            client.say(&format!("{i}-{n}"));
+        }
+    }
+    // Each client: the answer to each of its frames is its own copy or an
+    // error (errors go only to the connection that caused them).
+    let (mut accepted, mut limited) = (0, 0);
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut answered = 0;
+        while answered < 3 {
+            let frame = client.recv_skipping_presence();
+            if frame["type"] == "error" {
+                assert_eq!(frame["code"], "rate_limited");
+                limited += 1;
+                answered += 1;
+            } else if frame["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&format!("{i}-")))
+            {
+                accepted += 1;
+                answered += 1;
+            }
+        }
+    }
+    let refill = (started.elapsed().as_secs_f64() * 20.0).ceil() as usize;
+    assert!(limited > 0, "some were rate_limited");
+    assert!(
+        accepted <= 40 + refill,
+        "{accepted} accepted: more than the name's rate"
+    );
+}
+
+/// A reconnect loop with a large history (100 messages of 4,000
+/// characters) does not stall anyone: another user's round trips stay under
+/// a second, and a legitimate login gets in.
+#[test]
+fn a_reconnect_loop_with_a_large_history_stalls_nobody() {
+    let server = Server::start(&[]);
+    let mut senders: Vec<Client> = (0..4)
+        .map(|n| Client::join(&server, &format!("w{n}")).0)
+        .collect();
+    for n in 0..100 {
+        let sender = &mut senders[n % 4];
+        sender.say(&format!("{n}{}", "é".repeat(3990)));
+        sender.recv_type("message");
+    }
+    let looper = login(&server, "looper");
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(client) = Client::connect_to(addr, Some(&looper), &[]) {
+                    reset(client.ws.get_ref());
+                }
+            }
+        })
+    };
+    let (mut alice, _) = Client::join(&server, "alice");
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let sent = Instant::now();
+        alice.say(&format!("ping {n}"));
+        loop {
+            if alice.recv_type("message")["text"] == format!("ping {n}") {
+                break;
+            }
+        }
+        slowest = slowest.max(sent.elapsed());
+    }
+    assert_eq!(
+        post_form(&server, "/login", "name=latecomer", None).status,
+        303
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    looping.join().unwrap();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a round trip took {slowest:?}"
     );
 }

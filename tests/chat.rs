@@ -79,9 +79,11 @@ fn opening_frames_in_order() {
     let cookie = login(&server, "bea");
     let mut bea = Client::connect(&server, &cookie);
     let welcome = bea.recv();
+    let mode = json!({"announce": false, "slow": 0, "private": true, "uploads": true});
     assert_eq!(
         welcome,
-        json!({"type": "welcome", "name": "bea", "users": ["anna", "bea", "zed", "Émil"]})
+        json!({"type": "welcome", "name": "bea", "users": ["anna", "bea", "zed", "Émil"],
+               "hosts": [], "host": false, "mode": mode})
     );
     let history = bea.recv();
     assert_eq!(history["type"], "history");
@@ -317,4 +319,64 @@ fn history_keeps_the_last_100() {
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, seen[5..]);
+}
+
+/// Typing: to the room (not back to the typist), or to one person; at most
+/// one relayed per connection every 2 seconds; never when the typist could
+/// not send (private messages off between students).
+#[test]
+fn typing_is_relayed_and_throttled() {
+    let server = Server::start(&["--host-key", "typing-test-host-key-0123"]);
+    let (mut alice, _) = Client::join(&server, "alice");
+    let (mut bob, _) = Client::join(&server, "bob");
+    let (mut carol, _) = Client::join(&server, "carol");
+    alice.send(json!({"type": "typing"}));
+    alice.send(json!({"type": "typing"})); // within 2 s: dropped
+    alice.say("marker");
+    assert_eq!(
+        bob.recv_skipping_presence(),
+        json!({"type": "typing", "name": "alice"})
+    );
+    assert_eq!(
+        bob.recv_skipping_presence()["text"],
+        "marker",
+        "the second was dropped"
+    );
+    assert_eq!(
+        alice.recv_skipping_presence()["text"],
+        "marker",
+        "not back to alice"
+    );
+
+    bob.send(json!({"type": "typing", "to": "CAROL"}));
+    bob.say("marker 2");
+    assert_eq!(
+        carol.recv_type("typing")["name"],
+        "alice",
+        "alice's, to the room"
+    );
+    assert_eq!(
+        carol.recv_type("typing"),
+        json!({"type": "typing", "name": "bob", "to": "carol"})
+    );
+    assert_eq!(
+        alice.recv_skipping_presence()["text"],
+        "marker 2",
+        "alice was not told"
+    );
+
+    // Private messages off: bob's private typing to carol is not relayed.
+    let teacher = format!(
+        "{}; lanchat_host=typing-test-host-key-0123",
+        login(&server, "teacher")
+    );
+    let mut teacher = Client::connect(&server, &teacher);
+    teacher.opening();
+    teacher.send(json!({"type": "mode", "private": false}));
+    carol.recv_type("mode");
+    carol.send(json!({"type": "typing", "to": "bob"}));
+    carol.say("marker 3");
+    assert_eq!(bob.recv_skipping_presence()["text"], "marker 2");
+    assert_eq!(bob.recv_skipping_presence()["type"], "mode");
+    assert_eq!(bob.recv_skipping_presence()["text"], "marker 3");
 }

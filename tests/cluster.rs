@@ -245,3 +245,62 @@ fn a_logout_is_refused_everywhere_at_once() {
         Some(401)
     );
 }
+
+/// Names and the host across two servers on one Redis: a claim made on A
+/// holds on B; the host on A mutes, sets the mode and kicks bob on B; the
+/// host key is shared; and a restart keeps the moderation.
+#[test]
+fn names_and_host_powers_cross_servers() {
+    const KEY: &str = "cluster-host-key-0123456789";
+    let redis = RedisServer::start();
+    let a = Server::start(&["--redis", &redis.url(), "--host-key", KEY]);
+    let b = Server::start(&["--redis", &redis.url()]);
+    assert_eq!(
+        get(&b, &format!("/host?key={KEY}"), None).status,
+        303,
+        "B keeps A's key"
+    );
+
+    let teacher_cookie = format!("{}; lanchat_host={KEY}", login(&a, "teacher"));
+    let mut teacher = Client::connect(&a, &teacher_cookie);
+    teacher.opening();
+    let bob_cookie = login(&b, "bob");
+    assert_eq!(
+        post_form(&a, "/login", "name=BOB", None).status,
+        409,
+        "claimed on B"
+    );
+    wait_for("B to know A's host", || {
+        let (welcome, _, _) = Client::connect(&b, &bob_cookie).opening();
+        welcome["hosts"] == json!(["teacher"])
+    });
+    let mut bob = Client::connect(&b, &bob_cookie);
+    bob.opening();
+
+    teacher.send(json!({"type": "mute", "name": "bob", "minutes": 5}));
+    bob.recv_type("muted");
+    bob.say("hi");
+    assert_eq!(bob.recv_type("error")["code"], "muted");
+    teacher.send(json!({"type": "mode", "private": false}));
+    assert_eq!(bob.recv_type("mode")["private"], false);
+
+    teacher.send(json!({"type": "kick", "name": "bob"}));
+    assert_eq!(
+        bob.expect_close(),
+        tungstenite::protocol::frame::coding::CloseCode::from(4001)
+    );
+    assert_eq!(
+        get(&b, "/", Some(&bob_cookie)).status,
+        303,
+        "bob's session ended"
+    );
+    drop((a, b));
+
+    // A restart keeps the mode and the mute.
+    let c = Server::start(&["--redis", &redis.url()]);
+    let (welcome, _, _) = Client::connect(&c, &login(&c, "late")).opening();
+    assert_eq!(welcome["mode"]["private"], false);
+    let host = format!("{}; lanchat_host={KEY}", login(&c, "aide"));
+    let (welcome, _, _) = Client::connect(&c, &host).opening();
+    assert_eq!(welcome["muted"][0]["name"], "bob");
+}

@@ -24,10 +24,13 @@ fn start_lines(server: &Server) -> (String, Vec<String>) {
 /// address of the host link (here the bound one: loopback has no LAN).
 #[test]
 fn start_lines_with_a_qr_code() {
-    let server = Server::start(&["--qr", "always", "--host-key", "s3cret"]);
+    let server = Server::start(&["--qr", "always", "--host-key", "s3cretS3cretS3cret"]);
     let (host_link, qr) = start_lines(&server);
     let url = format!("http://{}/", server.addr);
-    assert_eq!(host_link, format!("host link: {url}host?key=s3cret"));
+    assert_eq!(
+        host_link,
+        format!("host link: {url}host?key=s3cretS3cretS3cret")
+    );
     assert!(qr.len() >= 12, "a code of at least 21 modules: {qr:?}");
     assert!(qr.iter().any(|line| line.contains('█')));
     assert_eq!(decode_qr(&half_block_modules(&qr)), url);
@@ -82,7 +85,8 @@ fn get_with_host(server: &Server, path: &str, host: &str) -> HttpResponse {
 /// phone can use too.
 #[test]
 fn the_code_carries_the_lan_host_the_browser_used() {
-    let server = Server::start(&["--qr", "never"]);
+    // A LAN address this test machine does not have: allowed by name.
+    let server = Server::start(&["--qr", "never", "--allow-host", "192.168.1.23:8000"]);
     let response = get_with_host(&server, "/join.svg", "192.168.1.23:8000");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("image/svg+xml"));
@@ -113,12 +117,13 @@ fn the_code_of_a_loopback_host_is_the_lan_address() {
         format!("localhost:{port}"),
         format!("127.0.0.1:{port}"),
         format!("[::1]:{port}"),
-        "<script>".to_string(),
     ] {
         let response = get_with_host(&server, "/join.svg", &host);
         assert_eq!(response.status, 200, "{host}");
         assert_eq!(decode_qr(&svg_modules(&response.body)), lan_url, "{host}");
     }
+    // A Host that is no name of this server is not answered at all.
+    assert_eq!(get_with_host(&server, "/join.svg", "<script>").status, 421);
 }
 
 /// `/join` is a page for a projector: no session needed, the code inline,
@@ -126,7 +131,7 @@ fn the_code_of_a_loopback_host_is_the_lan_address() {
 /// current from `/healthz`. Nothing is loaded from elsewhere.
 #[test]
 fn the_projector_page() {
-    let server = Server::start(&["--qr", "never"]);
+    let server = Server::start(&["--qr", "never", "--allow-host", "192.168.1.23:8000"]);
     let response = get_with_host(&server, "/join", "192.168.1.23:8000");
     assert_eq!(response.status, 200);
     assert_eq!(

@@ -4,9 +4,10 @@
 //! the contract's rules. `make fuzz` runs these with many more cases.
 
 use lanchat::http::{Request, form_field, parse_head};
+use lanchat::names::{MAX_NAME_CHARS, validate as validate_name};
 use lanchat::page::Page;
 use lanchat::protocol::{ClientFrame, MAX_TEXT_CHARS, parse_client_frame};
-use lanchat::session::{MAX_NAME_CHARS, cookie, cookie_name, safe_next, validate_name};
+use lanchat::session::{cookie, cookie_name, safe_next};
 use proptest::prelude::*;
 
 /// Bytes that look like HTTP often enough to reach deep into the parser.
@@ -44,6 +45,7 @@ fn request_with(headers: Vec<(String, String)>) -> Request {
         query: None,
         headers,
         body: vec![],
+        peer: None,
     }
 }
 
@@ -95,13 +97,17 @@ proptest! {
     }
 
     #[test]
-    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
+    fn client_frames(raw in "\\PC{0,60}|\\{\"type\":\"(message|private|delete|mute|kick|mode|clear|typing)\",(\"to\":\".{0,5}\",)?(\"id\":.{0,8},)?\"text\":.{0,20}\\}") {
         match parse_client_frame(&raw) {
-            Ok(ClientFrame::Say { text }) | Ok(ClientFrame::Whisper { text, .. }) => {
+            Ok(ClientFrame::Say { text, file }) | Ok(ClientFrame::Whisper { text, file, .. }) => {
                 prop_assert_eq!(text.trim(), text.as_str());
-                prop_assert!((1..=MAX_TEXT_CHARS).contains(&text.chars().count()));
+                let least = if file.is_some() { 0 } else { 1 };
+                prop_assert!((least..=MAX_TEXT_CHARS).contains(&text.chars().count()));
+                prop_assert!(!text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
             }
             Ok(ClientFrame::Delete { .. }) => prop_assert!(raw.contains("delete")),
+            Ok(ClientFrame::Typing { .. }) => prop_assert!(raw.contains("typing")),
+            Ok(ClientFrame::Host(_)) => prop_assert!(raw.contains("type")),
             Err(error) => prop_assert!(!error.message.is_empty()),
         }
     }

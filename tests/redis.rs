@@ -235,7 +235,8 @@ fn a_sender_copy_survives_sigkill() {
     let redis = RedisServer::start();
     for round in 0..8 {
         let mut server = Server::start(&["--redis", &redis.url()]);
-        login(&server, "zed"); // known, never connected: private messages are inboxed
+        let zed = format!("zed{round}");
+        login(&server, &zed); // claimed, never connected: private messages are inboxed
         let clients: Vec<Client> = (0..6)
             .map(|n| Client::join(&server, &format!("r{round}s{n}")).0)
             .collect();
@@ -244,14 +245,14 @@ fn a_sender_copy_survives_sigkill() {
             .into_iter()
             .enumerate()
             .map(|(n, mut client)| {
-                let seen = seen.clone();
+                let (seen, zed) = (seen.clone(), zed.clone());
                 std::thread::spawn(move || {
                     for k in 0..20 {
                         let text = format!("r{round} s{n} #{k}");
                         let frame = if k % 2 == 0 {
                             json!({"type": "message", "text": text})
                         } else {
-                            json!({"type": "private", "to": "zed", "text": text})
+                            json!({"type": "private", "to": zed, "text": text})
                         };
                         if client
                             .ws
@@ -290,8 +291,8 @@ fn a_sender_copy_survives_sigkill() {
         copies.extend(seen_rx.try_iter());
 
         let history = redis.texts("lanchat:history");
-        let inbox = redis.texts("lanchat:inbox:zed");
-        let zed = redis.texts("lanchat:conversation:zed");
+        let inbox = redis.texts(&format!("lanchat:inbox:{zed}"));
+        let zed = redis.texts(&format!("lanchat:conversation:{zed}"));
         for (kind, text) in &copies {
             if kind == "message" {
                 assert!(
@@ -375,6 +376,7 @@ fn an_inbox_flushed_while_taken_is_taken_once() {
         to: "bob".into(),
         text: "psst".into(),
         ts: 1,
+        file: None,
     };
     store.commit(&mut [Write::Private {
         message,

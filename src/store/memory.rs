@@ -9,10 +9,13 @@
 //! other lock taken inside.
 
 use super::{CONVERSATION_LEN, INBOX_LEN, Store, Write};
-use super::{SESSION_TTL, Session};
-use crate::protocol::{PrivateMessage, RoomMessage};
-use std::collections::{HashMap, HashSet, VecDeque};
+use super::{Claim, Moderation, SESSION_TTL, Session};
+use crate::names::{self, FAILURE_WINDOW_SECS};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 use std::time::Instant;
 
 /// Most sessions kept at once (about 150 bytes each): a flood of logins
@@ -44,7 +47,41 @@ struct Inner {
     conversations: HashMap<String, VecDeque<PrivateMessage>>,
     /// session id -> (name, when it expires)
     sessions: HashMap<String, (String, Instant)>,
-    users: HashSet<String>,
+    /// name key -> its claim
+    claims: HashMap<String, Claim>,
+    /// name key -> wrong passwords in the window that started then
+    failures: HashMap<String, (u64, Instant)>,
+    mode: Mode,
+    /// display name -> end of its mute (ms since the epoch)
+    mutes: HashMap<String, u64>,
+    /// name key -> display name
+    banned: HashMap<String, String>,
+    /// Uploaded files, oldest first, and their bytes in all.
+    files: VecDeque<(FileRef, Arc<[u8]>)>,
+    file_bytes: u64,
+}
+
+impl Inner {
+    fn live_sessions(&self, key: &str) -> Vec<String> {
+        let now = Instant::now();
+        self.sessions
+            .iter()
+            .filter(|(_, (name, expires))| *expires > now && names::key(name) == key)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Ends a claim: its sessions, inbox and conversation go with it.
+    fn end_claim(&mut self, key: &str) -> Vec<String> {
+        let Some(claim) = self.claims.remove(key) else {
+            return Vec::new();
+        };
+        self.inboxes.remove(&claim.name);
+        self.conversations.remove(&claim.name);
+        let ended = self.live_sessions(key);
+        self.sessions.retain(|_, (name, _)| names::key(name) != key);
+        ended
+    }
 }
 
 impl MemoryStore {
@@ -105,7 +142,7 @@ impl Store for MemoryStore {
                         keep_last(&mut inner.inboxes, &message.to, message, INBOX_LEN);
                     }
                 }
-                Write::Delete { .. } => {} // the hub's history is the only copy
+                Write::Delete { .. } | Write::Clear => {} // the hub's history is the only copy
             }
         }
     }
@@ -159,15 +196,131 @@ impl Store for MemoryStore {
     }
 
     fn end_session(&self, id: &str) {
-        self.lock().sessions.remove(id);
+        let mut inner = self.lock();
+        let Some((name, _)) = inner.sessions.remove(id) else {
+            return;
+        };
+        let key = names::key(&name);
+        let unprotected = inner.claims.get(&key).is_some_and(|c| c.password.is_none());
+        if unprotected && inner.live_sessions(&key).is_empty() {
+            inner.end_claim(&key);
+        }
     }
 
-    fn add_user(&self, name: &str) {
-        self.lock().users.insert(name.to_string());
+    fn claim(&self, key: &str) -> Option<Claim> {
+        self.lock().claims.get(key).cloned()
     }
 
-    fn is_known_user(&self, name: &str) -> bool {
-        self.lock().users.contains(name)
+    fn claim_name(&self, key: &str, claim: &Claim) -> Option<Claim> {
+        let mut inner = self.lock();
+        if let Some(existing) = inner.claims.get(key) {
+            return Some(existing.clone());
+        }
+        inner.claims.insert(key.to_string(), claim.clone());
+        None
+    }
+
+    fn set_password(&self, key: &str, hash: &str) {
+        if let Some(claim) = self.lock().claims.get_mut(key) {
+            claim.password = Some(hash.to_string());
+        }
+    }
+
+    fn sessions_of(&self, key: &str) -> Vec<String> {
+        self.lock().live_sessions(key)
+    }
+
+    fn end_claim(&self, key: &str) -> Vec<String> {
+        self.lock().end_claim(key)
+    }
+
+    fn password_failures(&self, key: &str) -> u64 {
+        let window = Duration::from_secs(FAILURE_WINDOW_SECS);
+        match self.lock().failures.get(key) {
+            Some((count, since)) if since.elapsed() < window => *count,
+            _ => 0,
+        }
+    }
+
+    fn note_password_failure(&self, key: &str) {
+        let window = Duration::from_secs(FAILURE_WINDOW_SECS);
+        let mut inner = self.lock();
+        inner
+            .failures
+            .retain(|_, (_, since)| since.elapsed() < window);
+        let entry = inner
+            .failures
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
+    }
+
+    fn moderation(&self) -> Moderation {
+        let inner = self.lock();
+        Moderation {
+            mode: inner.mode,
+            mutes: inner.mutes.iter().map(|(n, u)| (n.clone(), *u)).collect(),
+            banned: inner.banned.values().cloned().collect(),
+        }
+    }
+
+    fn save_mode(&self, mode: &Mode) {
+        self.lock().mode = *mode;
+    }
+
+    fn save_mute(&self, name: &str, until: Option<u64>) {
+        let mut inner = self.lock();
+        match until {
+            Some(until) => inner.mutes.insert(name.to_string(), until),
+            None => inner.mutes.remove(name),
+        };
+    }
+
+    fn set_banned(&self, key: &str, name: &str, banned: bool) {
+        let mut inner = self.lock();
+        if banned {
+            inner.banned.insert(key.to_string(), name.to_string());
+        } else {
+            inner.banned.remove(key);
+        }
+    }
+
+    fn banned(&self, key: &str) -> Option<String> {
+        self.lock().banned.get(key).cloned()
+    }
+
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64) {
+        let mut inner = self.lock();
+        inner.file_bytes += bytes.len() as u64;
+        inner.files.push_back((file.clone(), bytes));
+        while inner.file_bytes > cap {
+            let Some((_, oldest)) = inner.files.pop_front() else {
+                break;
+            };
+            inner.file_bytes -= oldest.len() as u64;
+        }
+    }
+
+    fn file_meta(&self, id: &str) -> Option<FileRef> {
+        let inner = self.lock();
+        inner
+            .files
+            .iter()
+            .find(|(f, _)| f.id == id)
+            .map(|(f, _)| f.clone())
+    }
+
+    fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+        let inner = self.lock();
+        inner
+            .files
+            .iter()
+            .find(|(f, _)| f.id == id)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn host_key(&self, proposed: &str, _given: bool) -> String {
+        proposed.to_string()
     }
 }
 
@@ -197,6 +350,7 @@ mod tests {
             to: "b".into(),
             text: n.to_string(),
             ts: 0,
+            file: None,
         }
     }
 

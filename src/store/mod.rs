@@ -14,7 +14,8 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, open_redis};
 
-use crate::protocol::{PrivateMessage, RoomMessage};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a session (and both cookies) last: 30 days.
@@ -51,6 +52,28 @@ pub enum Write {
     Inbox(PrivateMessage),
     /// A room message leaves the history.
     Delete { id: String },
+    /// The room history is emptied (a host's `clear`).
+    Clear,
+}
+
+/// A claimed name (see the contract's Claims): its display form, and its
+/// password's hash if it has one. Keyed in the store by its key
+/// (`names::key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub name: String,
+    pub password: Option<String>,
+}
+
+/// What hosts decided, read once at start (with Redis, shared by every
+/// server and kept across restarts).
+#[derive(Debug, Clone, Default)]
+pub struct Moderation {
+    pub mode: Mode,
+    /// Display name -> when the mute ends (ms since the epoch).
+    pub mutes: Vec<(String, u64)>,
+    /// Display names of the banned.
+    pub banned: Vec<String>,
 }
 
 pub trait Store: Send + Sync {
@@ -75,15 +98,53 @@ pub trait Store: Send + Sync {
     /// Takes every message waiting for `name`, oldest first. Each message is
     /// returned by exactly one call, however many connections ask at once.
     fn take_inbox(&self, name: &str) -> Vec<PrivateMessage>;
+    /// Starts a session of a claimed name (`session.name` is its display form).
     fn create_session(&self, session: &Session);
     /// The name of a live session. A session that ended on any server of
     /// the chat is refused at once (while the backend is reachable).
     fn session_name(&self, id: &str) -> Option<String>;
+    /// Ends a session. When it was the last of a name without a password,
+    /// the claim ends too (see [`Store::end_claim`]).
     fn end_session(&self, id: &str);
-    /// Remembers that `name` has logged in (private messages to it are then
-    /// kept while it is offline, instead of `unknown_user`).
-    fn add_user(&self, name: &str);
-    fn is_known_user(&self, name: &str) -> bool;
+
+    /// The claim on the name with this key.
+    fn claim(&self, key: &str) -> Option<Claim>;
+    /// Claims the name `key` for `claim` if nobody holds it: `None` when
+    /// claimed now, else the claim already there (atomic: of two logins
+    /// at once, one wins).
+    fn claim_name(&self, key: &str, claim: &Claim) -> Option<Claim>;
+    /// Sets the password hash of a claimed name.
+    fn set_password(&self, key: &str, hash: &str);
+    /// The live sessions of a claimed name.
+    fn sessions_of(&self, key: &str) -> Vec<String>;
+    /// Ends a claim: its sessions end, and its password, inbox and private
+    /// conversation are gone. Returns the sessions that ended.
+    fn end_claim(&self, key: &str) -> Vec<String>;
+    /// Wrong passwords for `key` in the current window (`names`), and one more.
+    fn password_failures(&self, key: &str) -> u64;
+    fn note_password_failure(&self, key: &str);
+
+    /// What hosts decided (read once at start).
+    fn moderation(&self) -> Moderation;
+    fn save_mode(&self, mode: &Mode);
+    /// Mutes `name` until then; `None` unmutes.
+    fn save_mute(&self, name: &str, until: Option<u64>);
+    /// Bans (or unbans) the name with this key.
+    fn set_banned(&self, key: &str, name: &str, banned: bool);
+    /// The display form of a banned name with this key.
+    fn banned(&self, key: &str) -> Option<String>;
+    /// Keeps an uploaded file; past `cap` bytes of files in all, the
+    /// oldest go.
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64);
+    /// A file's description, while it is kept.
+    fn file_meta(&self, id: &str) -> Option<FileRef>;
+    /// A file's bytes, shared: a download never copies them.
+    fn file(&self, id: &str) -> Option<Arc<[u8]>>;
+
+    /// The host link's key (with Redis, every server of the chat shares
+    /// it): `proposed` when `given` (by flag or environment: it replaces the
+    /// kept one), else the kept one, else `proposed` (kept from now on).
+    fn host_key(&self, proposed: &str, given: bool) -> String;
     /// False while the store cannot reach its backend (`/healthz` says
     /// `degraded`); the chat goes on meanwhile.
     fn healthy(&self) -> bool {

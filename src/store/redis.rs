@@ -10,6 +10,17 @@
 //! | `lanchat:seq`                  | string | the last seq given (`INCR`), shared by every server |
 //! | `lanchat:history:trimmed`      | string | the highest seq of a room message trimmed from the history (for `gap`) |
 //! | `lanchat:conversation:<name>`  | list   | the last 100 private messages `<name>` sent or received |
+//! | `lanchat:claim:<key>`          | hash   | a claimed name: `name` (display form), `password` (argon2 hash, if any) |
+//! | `lanchat:claim:<key>:sessions` | set    | the session ids of a claimed name |
+//! | `lanchat:pwfail:<key>`         | string | wrong passwords for a name in the current minute (60 s TTL) |
+//! | `lanchat:mode`                 | string | the class mode, as JSON |
+//! | `lanchat:mutes`                | hash   | display name -> end of the mute (ms since the epoch) |
+//! | `lanchat:bans`                 | hash   | key -> display name of the banned |
+//! | `lanchat:host_key`             | string | the host link's key, shared by every server |
+//! | `lanchat:file:<id>`            | string | an uploaded file's bytes |
+//! | `lanchat:file:<id>:meta`       | string | its description (`FileRef` as JSON) |
+//! | `lanchat:files`                | list   | the files' ids, oldest first (evicted first past `--files-cap`) |
+//! | `lanchat:files:sizes`          | hash   | id -> size in bytes |
 //!
 //! **Messages: group commit.** The fan-out thread hands [`Store::commit`]
 //! everything the hub accepted since its last batch; one Lua script (one
@@ -42,10 +53,12 @@
 //! lock table in `src/lib.rs`).
 
 use super::{CONVERSATION_LEN, HISTORY_LEN, INBOX_LEN, SESSION_TTL, Session, Store, Write};
+use super::{Claim, Moderation};
 use crate::lock;
-use crate::protocol::{PrivateMessage, RoomMessage};
+use crate::names::{self, FAILURE_WINDOW_SECS};
+use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
 use log::{error, info, warn};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
@@ -68,15 +81,57 @@ pub fn session_key(id: &str) -> String {
     format!("lanchat:session:{id}")
 }
 
+pub fn claim_key(key: &str) -> String {
+    format!("lanchat:claim:{key}")
+}
+
+fn claim_sessions_key(key: &str) -> String {
+    format!("lanchat:claim:{key}:sessions")
+}
+
+pub const MODE_KEY: &str = "lanchat:mode";
+pub const MUTES_KEY: &str = "lanchat:mutes";
+pub const BANS_KEY: &str = "lanchat:bans";
+pub const HOST_KEY_KEY: &str = "lanchat:host_key";
+
+pub fn file_key(id: &str) -> String {
+    format!("lanchat:file:{id}")
+}
+
+fn file_meta_key(id: &str) -> String {
+    format!("lanchat:file:{id}:meta")
+}
+
+/// Keeps a file (KEYS: its bytes, its meta; ARGV: bytes, meta, id, size,
+/// cap), then drops the oldest files while their sizes add up past the cap.
+const PUT_FILE_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('RPUSH', 'lanchat:files', ARGV[3])
+redis.call('HSET', 'lanchat:files:sizes', ARGV[3], ARGV[4])
+local total = 0
+for _, size in ipairs(redis.call('HVALS', 'lanchat:files:sizes')) do total = total + tonumber(size) end
+while total > tonumber(ARGV[5]) do
+  local oldest = redis.call('LPOP', 'lanchat:files')
+  if not oldest then break end
+  total = total - (tonumber(redis.call('HGET', 'lanchat:files:sizes', oldest)) or 0)
+  redis.call('HDEL', 'lanchat:files:sizes', oldest)
+  redis.call('DEL', 'lanchat:file:' .. oldest, 'lanchat:file:' .. oldest .. ':meta')
+end
+return 0
+"#;
+
 /// Longest we wait for Redis on one connect or command. A Redis that does
 /// not answer in this time counts as unreachable (the contract's second).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry delays while Redis is down: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Session and user writes kept while Redis is down (see the module doc).
+/// Session writes kept while Redis is down (see the module doc).
 pub const MAX_PENDING_RECORDS: usize = 10_000;
-/// Sessions and users remembered for outages. Past it, expired sessions go,
+/// Bytes of downloaded files kept here until a `put_file` says the cap.
+const DEFAULT_FILE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// Sessions remembered for outages. Past it, expired sessions go,
 /// then everything (it is only a fallback; Redis has them all).
 pub const MAX_CACHED: usize = 10_000;
 
@@ -119,6 +174,10 @@ while i <= #ARGV do
     if ARGV[i+5] ~= '' then append(ARGV[i+5], json, {INBOX_LEN}) end
     seqs[#seqs + 1] = seq
     i = i + 6
+  elseif kind == 'clear' then
+    redis.call('DEL', '{HISTORY_KEY}')
+    seqs[#seqs + 1] = 0
+    i = i + 1
   else
     -- 'append' (key, json, id needle, keep) or 'delete' (id needle)
     local key, needle = '{HISTORY_KEY}', ARGV[i+1]
@@ -151,6 +210,18 @@ pub struct RedisStore {
     /// The highest seq this server has given or seen given: the next one
     /// while Redis is unreachable.
     last_seq: AtomicU64,
+    /// Files downloaded here, shared by every download (at most the files
+    /// cap in all: see [`RedisStore::file`]).
+    files: Mutex<FileCache>,
+}
+
+/// Recently served files' bytes, oldest first.
+#[derive(Default)]
+struct FileCache {
+    files: VecDeque<(String, Arc<[u8]>)>,
+    bytes: u64,
+    /// The files cap last given to `put_file` (the cache's bound too).
+    cap: u64,
 }
 
 /// What the writer thread and the store share.
@@ -181,6 +252,8 @@ struct Pending {
     /// `lanchat:seq` must be raised to at least this (seqs given here
     /// while Redis was away).
     seq_floor: u64,
+    /// A host cleared the history while Redis was away.
+    clear_history: bool,
 }
 
 /// A JSON message and its id (for the idempotence check).
@@ -194,7 +267,6 @@ struct Append {
 enum Record {
     SessionCreated { id: String, name: String },
     SessionEnded { id: String },
-    UserAdded { name: String },
 }
 
 /// What this process knows without asking Redis, for outages.
@@ -202,7 +274,6 @@ enum Record {
 struct Cache {
     /// session id -> (name, when it expires)
     sessions: HashMap<String, (String, Instant)>,
-    users: HashSet<String>,
 }
 
 type Result<T> = redis::RedisResult<T>;
@@ -230,6 +301,10 @@ impl RedisStore {
             }),
             readers: Mutex::new(vec![connection]),
             last_seq: AtomicU64::new(last_seq.unwrap_or(0)),
+            files: Mutex::new(FileCache {
+                cap: DEFAULT_FILE_CACHE_BYTES,
+                ..FileCache::default()
+            }),
         };
         let shared = store.shared.clone();
         let url = url.to_string();
@@ -273,7 +348,7 @@ impl RedisStore {
         self.queue(|pending, ticket| {
             if pending.records.len() == MAX_PENDING_RECORDS {
                 pending.records.pop_front();
-                error!("Redis has been down too long: a session or user write was dropped");
+                error!("Redis has been down too long: a session write was dropped");
             }
             pending.records.push_back((ticket, record));
         });
@@ -318,6 +393,9 @@ impl RedisStore {
                 Write::Delete { id } => {
                     invocation.arg("delete").arg(id_needle(id));
                 }
+                Write::Clear => {
+                    invocation.arg("clear");
+                }
             }
         }
         let Some(seqs) = self.read(|c| invocation.invoke::<Vec<u64>>(c)) else {
@@ -327,7 +405,7 @@ impl RedisStore {
             match write {
                 Write::Room(message) => message.seq = seq,
                 Write::Private { message, .. } => message.seq = seq,
-                Write::Inbox(_) | Write::Delete { .. } => continue,
+                Write::Inbox(_) | Write::Delete { .. } | Write::Clear => continue,
             }
             self.last_seq.fetch_max(seq, Ordering::SeqCst);
         }
@@ -406,6 +484,12 @@ impl RedisStore {
                     let ticket = pending.next_ticket;
                     pending.next_ticket += 1;
                     pending.deletes.push_back((ticket, id.clone()));
+                }
+                Write::Clear => {
+                    // Rare, and during an outage: the history is emptied
+                    // when Redis is back (by deleting what it holds then).
+                    pending.appends.remove(HISTORY_KEY);
+                    pending.clear_history = true;
                 }
             }
         }
@@ -529,12 +613,17 @@ impl Store for RedisStore {
 
     fn create_session(&self, session: &Session) {
         lock(&self.shared.cache).remember(session, Instant::now() + SESSION_TTL);
+        let key = names::key(&session.name);
         let written = self.read(|c| {
-            redis::cmd("SET")
+            redis::pipe()
+                .cmd("SET")
                 .arg(session_key(&session.id))
                 .arg(&session.name)
                 .arg("EX")
                 .arg(SESSION_TTL.as_secs())
+                .cmd("SADD")
+                .arg(claim_sessions_key(&key))
+                .arg(&session.id)
                 .exec(c)
         });
         if written.is_none() {
@@ -577,37 +666,289 @@ impl Store for RedisStore {
 
     fn end_session(&self, id: &str) {
         lock(&self.shared.cache).sessions.remove(id);
-        let deleted = self.read(|c| redis::cmd("DEL").arg(session_key(id)).exec(c));
-        if deleted.is_none() {
-            self.queue_record(Record::SessionEnded { id: id.to_string() });
-        }
-    }
-
-    fn add_user(&self, name: &str) {
-        lock(&self.shared.cache).remember_user(name);
-        self.queue_record(Record::UserAdded {
-            name: name.to_string(),
+        let name = self.read(|c| {
+            let (name,): (Option<String>,) = redis::pipe()
+                .cmd("GET")
+                .arg(session_key(id))
+                .cmd("DEL")
+                .arg(session_key(id))
+                .ignore()
+                .query(c)?;
+            Ok(name)
         });
+        let Some(name) = name else {
+            return self.queue_record(Record::SessionEnded { id: id.to_string() });
+        };
+        let Some(name) = name else { return };
+        let key = names::key(&name);
+        let _ = self.read(|c| {
+            redis::cmd("SREM")
+                .arg(claim_sessions_key(&key))
+                .arg(id)
+                .exec(c)
+        });
+        let unprotected = self
+            .claim(&key)
+            .is_some_and(|claim| claim.password.is_none());
+        if unprotected && self.sessions_of(&key).is_empty() {
+            self.end_claim(&key);
+        }
     }
 
-    fn is_known_user(&self, name: &str) -> bool {
-        if lock(&self.shared.cache).users.contains(name) {
-            return true;
-        }
-        let known = self.read(|c| {
-            redis::cmd("SISMEMBER")
-                .arg(USERS_KEY)
-                .arg(name)
+    fn claim(&self, key: &str) -> Option<Claim> {
+        let (name, password): (Option<String>, Option<String>) = self.read(|c| {
+            redis::cmd("HMGET")
+                .arg(claim_key(key))
+                .arg("name")
+                .arg("password")
+                .query(c)
+        })?;
+        Some(Claim {
+            name: name?,
+            password,
+        })
+    }
+
+    fn claim_name(&self, key: &str, claim: &Claim) -> Option<Claim> {
+        let claimed = self.read(|c| {
+            redis::cmd("HSETNX")
+                .arg(claim_key(key))
+                .arg("name")
+                .arg(&claim.name)
                 .query::<bool>(c)
         });
-        if known == Some(true) {
-            lock(&self.shared.cache).remember_user(name);
+        match claimed {
+            Some(true) => {
+                let _ = self.read(|c| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SADD").arg(USERS_KEY).arg(&claim.name);
+                    if let Some(hash) = &claim.password {
+                        pipe.cmd("HSET")
+                            .arg(claim_key(key))
+                            .arg("password")
+                            .arg(hash);
+                    }
+                    pipe.exec(c)
+                });
+                None
+            }
+            Some(false) => self.claim(key),
+            None => None, // unreachable: claims are not checked until it is back
         }
-        known.unwrap_or(false)
+    }
+
+    fn set_password(&self, key: &str, hash: &str) {
+        let _ = self.read(|c| {
+            redis::cmd("HSET")
+                .arg(claim_key(key))
+                .arg("password")
+                .arg(hash)
+                .exec(c)
+        });
+    }
+
+    fn sessions_of(&self, key: &str) -> Vec<String> {
+        let sessions_key = claim_sessions_key(key);
+        let ids: Vec<String> = self
+            .read(|c| redis::cmd("SMEMBERS").arg(&sessions_key).query(c))
+            .unwrap_or_default();
+        let mut live = Vec::new();
+        for id in ids {
+            let exists = self.read(|c| redis::cmd("EXISTS").arg(session_key(&id)).query::<bool>(c));
+            match exists {
+                Some(false) => {
+                    // Expired: forget it.
+                    let _ = self.read(|c| redis::cmd("SREM").arg(&sessions_key).arg(&id).exec(c));
+                }
+                _ => live.push(id),
+            }
+        }
+        live
+    }
+
+    fn end_claim(&self, key: &str) -> Vec<String> {
+        let Some(claim) = self.claim(key) else {
+            return Vec::new();
+        };
+        let sessions = self.sessions_of(key);
+        let mut cache = lock(&self.shared.cache);
+        for id in &sessions {
+            cache.sessions.remove(id);
+        }
+        drop(cache);
+        let _ = self.read(|c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("DEL")
+                .arg(claim_key(key))
+                .arg(claim_sessions_key(key))
+                .arg(inbox_key(&claim.name))
+                .arg(conversation_key(&claim.name))
+                .ignore()
+                .cmd("SREM")
+                .arg(USERS_KEY)
+                .arg(&claim.name)
+                .ignore();
+            for id in &sessions {
+                pipe.cmd("DEL").arg(session_key(id)).ignore();
+            }
+            pipe.exec(c)
+        });
+        sessions
+    }
+
+    fn password_failures(&self, key: &str) -> u64 {
+        self.read(|c| {
+            redis::cmd("GET")
+                .arg(format!("lanchat:pwfail:{key}"))
+                .query::<Option<u64>>(c)
+        })
+        .flatten()
+        .unwrap_or(0)
+    }
+
+    fn note_password_failure(&self, key: &str) {
+        let _ = self.read(|c| {
+            let failures = format!("lanchat:pwfail:{key}");
+            redis::pipe()
+                .cmd("INCR")
+                .arg(&failures)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&failures)
+                .arg(FAILURE_WINDOW_SECS)
+                .arg("NX")
+                .ignore()
+                .exec(c)
+        });
+    }
+
+    fn moderation(&self) -> Moderation {
+        let read = self.read(|c| {
+            redis::pipe()
+                .cmd("GET")
+                .arg(MODE_KEY)
+                .cmd("HGETALL")
+                .arg(MUTES_KEY)
+                .cmd("HVALS")
+                .arg(BANS_KEY)
+                .query::<(Option<String>, HashMap<String, u64>, Vec<String>)>(c)
+        });
+        let (mode, mutes, banned) = read.unwrap_or_default();
+        Moderation {
+            mode: mode.and_then(|json| parse(&json)).unwrap_or_default(),
+            mutes: mutes.into_iter().collect(),
+            banned,
+        }
+    }
+
+    fn save_mode(&self, mode: &Mode) {
+        let _ = self.read(|c| redis::cmd("SET").arg(MODE_KEY).arg(to_json(mode)).exec(c));
+    }
+
+    fn save_mute(&self, name: &str, until: Option<u64>) {
+        let _ = self.read(|c| match until {
+            Some(until) => redis::cmd("HSET")
+                .arg(MUTES_KEY)
+                .arg(name)
+                .arg(until)
+                .exec(c),
+            None => redis::cmd("HDEL").arg(MUTES_KEY).arg(name).exec(c),
+        });
+    }
+
+    fn set_banned(&self, key: &str, name: &str, banned: bool) {
+        let _ = self.read(|c| match banned {
+            true => redis::cmd("HSET").arg(BANS_KEY).arg(key).arg(name).exec(c),
+            false => redis::cmd("HDEL").arg(BANS_KEY).arg(key).exec(c),
+        });
+    }
+
+    fn banned(&self, key: &str) -> Option<String> {
+        self.read(|c| {
+            redis::cmd("HGET")
+                .arg(BANS_KEY)
+                .arg(key)
+                .query::<Option<String>>(c)
+        })
+        .flatten()
+    }
+
+    fn put_file(&self, file: &FileRef, bytes: Arc<[u8]>, cap: u64) {
+        let _ = self.read(|c| {
+            redis::cmd("EVAL")
+                .arg(PUT_FILE_SCRIPT)
+                .arg(2)
+                .arg(file_key(&file.id))
+                .arg(file_meta_key(&file.id))
+                .arg(&*bytes)
+                .arg(to_json(file))
+                .arg(&file.id)
+                .arg(bytes.len())
+                .arg(cap)
+                .exec(c)
+        });
+        let mut cache = lock(&self.files);
+        cache.cap = cap;
+        cache.keep(&file.id, bytes);
+    }
+
+    fn file_meta(&self, id: &str) -> Option<FileRef> {
+        let json: Option<String> = self
+            .read(|c| redis::cmd("GET").arg(file_meta_key(id)).query(c))
+            .flatten();
+        parse(&json?)
+    }
+
+    fn file(&self, id: &str) -> Option<Arc<[u8]>> {
+        if let Some((_, bytes)) = lock(&self.files).files.iter().find(|(f, _)| f == id) {
+            return Some(bytes.clone());
+        }
+        let bytes: Vec<u8> = self
+            .read(|c| redis::cmd("GET").arg(file_key(id)).query(c))
+            .flatten()?;
+        let bytes: Arc<[u8]> = bytes.into();
+        lock(&self.files).keep(id, bytes.clone());
+        Some(bytes)
+    }
+
+    fn host_key(&self, proposed: &str, given: bool) -> String {
+        let kept = self.read(|c| {
+            let mut set = redis::cmd("SET");
+            set.arg(HOST_KEY_KEY).arg(proposed);
+            if !given {
+                set.arg("NX");
+            }
+            let (kept,): (String,) = redis::pipe()
+                .add_command(set)
+                .ignore()
+                .cmd("GET")
+                .arg(HOST_KEY_KEY)
+                .query(c)?;
+            Ok(kept)
+        });
+        kept.unwrap_or_else(|| proposed.to_string())
     }
 
     fn flush(&self, timeout: Duration) -> usize {
         RedisStore::flush(self, timeout)
+    }
+}
+
+impl FileCache {
+    /// Keeps a file's bytes, dropping the oldest past the cap.
+    fn keep(&mut self, id: &str, bytes: Arc<[u8]>) {
+        if self.files.iter().any(|(f, _)| f == id) {
+            return;
+        }
+        self.bytes += bytes.len() as u64;
+        self.files.push_back((id.to_string(), bytes));
+        while self.bytes > self.cap {
+            let Some((_, oldest)) = self.files.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len() as u64;
+        }
     }
 }
 
@@ -624,13 +965,6 @@ impl Cache {
         let entry = (session.name.clone(), expires);
         self.sessions.insert(session.id.clone(), entry);
     }
-
-    fn remember_user(&mut self, name: &str) {
-        if self.users.len() >= MAX_CACHED {
-            self.users.clear();
-        }
-        self.users.insert(name.to_string());
-    }
 }
 
 impl Pending {
@@ -640,9 +974,11 @@ impl Pending {
             + self.appends.values().map(VecDeque::len).sum::<usize>()
     }
 
-    /// Whether messages wait (not only session and user records).
+    /// Whether messages wait (not only session records).
     fn has_messages(&self) -> bool {
-        !self.deletes.is_empty() || self.appends.values().any(|list| !list.is_empty())
+        self.clear_history
+            || !self.deletes.is_empty()
+            || self.appends.values().any(|list| !list.is_empty())
     }
 
     /// Every pending write as one pipeline, and the last ticket in it.
@@ -652,6 +988,9 @@ impl Pending {
             return None;
         }
         let mut pipe = redis::pipe();
+        if self.clear_history {
+            pipe.cmd("DEL").arg(HISTORY_KEY).ignore();
+        }
         if self.seq_floor > 0 {
             pipe.cmd("EVAL")
                 .arg(SEQ_FLOOR_SCRIPT)
@@ -676,9 +1015,6 @@ impl Pending {
                 Record::SessionEnded { id } => {
                     pipe.cmd("DEL").arg(session_key(id)).ignore();
                 }
-                Record::UserAdded { name } => {
-                    pipe.cmd("SADD").arg(USERS_KEY).arg(name).ignore();
-                }
             }
         }
         Some((pipe, last))
@@ -694,6 +1030,7 @@ impl Pending {
         self.appends.retain(|_, list| !list.is_empty());
         if !self.has_messages() {
             self.seq_floor = 0;
+            self.clear_history = false;
         }
     }
 }
@@ -866,6 +1203,7 @@ mod tests {
             from: "a".into(),
             text: r#""seq":0 in a text"#.into(),
             ts: 1,
+            file: None,
         };
         let json = to_json(&message);
         let (head, tail) = split_at_seq(&json);

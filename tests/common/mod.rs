@@ -40,6 +40,9 @@ impl Server {
         let log_path = log_dir.join(format!("{}-{n}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat"))
             .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"])
+            // Every test client comes from 127.0.0.1: no cap per address,
+            // unless a test sets one (its flag comes later and wins).
+            .args(["--max-per-address", "0"])
             .args(extra)
             .env_remove("REDIS_URL")
             .env_remove("RUST_LOG")
@@ -133,6 +136,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes, as sent (files).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -194,6 +199,7 @@ pub fn parse_response(bytes: &[u8]) -> HttpResponse {
             })
             .collect(),
         body: String::from_utf8_lossy(&bytes[head_len..]).into_owned(),
+        bytes: bytes[head_len..].to_vec(),
     }
 }
 
@@ -209,6 +215,41 @@ pub fn get(server: &Server, path: &str, cookie: Option<&str>) -> HttpResponse {
         )
         .as_bytes(),
     )
+}
+
+/// `POST /files`: uploads `bytes` as `name` with this content type.
+pub fn upload(
+    server: &Server,
+    name: &str,
+    kind: &str,
+    bytes: &[u8],
+    cookie: Option<&str>,
+) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "POST /files HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: {kind}\r\nX-Filename: {}\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        form_value(name),
+        bytes.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(bytes);
+    raw_http(server, &request)
+}
+
+/// `POST /say` with a JSON body.
+pub fn post_json(server: &Server, path: &str, body: &str, cookie: Option<&str>) -> HttpResponse {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    raw_http(server, request.as_bytes())
 }
 
 pub fn post_form(server: &Server, path: &str, form: &str, cookie: Option<&str>) -> HttpResponse {

@@ -94,12 +94,15 @@ function stopProcess(child) {
 
 // Starts the lanchat server under test (LANCHAT_BIN) serving this repo's
 // www/. `port` 0 lets the OS pick; the restart test passes the old port to
-// come back where the pages expect it.
-export async function startServer({ port = 0, redis = null } = {}) {
+// come back where the pages expect it. `hostKey` fixes the secret of the
+// host link (`--host-key`, at least 16 letters, digits, - or _); the
+// returned `hostLink` is then the link a teacher opens.
+export async function startServer({ port = 0, redis = null, hostKey = null } = {}) {
   const bin = process.env.LANCHAT_BIN;
   if (!bin) throw new Error('set LANCHAT_BIN to the lanchat binary (tests/e2e/run.sh does)');
   const args = ['--host', '127.0.0.1', '--port', String(port), '--www', WWW, '--log-level', 'warn'];
   if (redis) args.push('--redis', redis);
+  if (hostKey) args.push('--host-key', hostKey);
   const { child, match } = await startProcess(bin, args, /listening on (http:\/\/[^\s]+)/, 'lanchat');
   const url = match[1].replace(/\/$/, '');
   // Keep draining its output so a chatty server never blocks on a full pipe.
@@ -108,6 +111,7 @@ export async function startServer({ port = 0, redis = null } = {}) {
   return {
     url,
     port: Number(new URL(url).port),
+    hostLink: hostKey ? `${url}/host?key=${hostKey}` : null,
     stop: () => stopProcess(child),
   };
 }
@@ -168,6 +172,36 @@ export async function logIn(page, server, name) {
   await page.fill('input[name="name"]', name);
   await Promise.all([page.waitForURL(`${server.url}/`), page.click('button[type="submit"]')]);
   await waitConnected(page);
+}
+
+// The teacher: opens the host link first (it sets the host cookie, then
+// sends the browser on to the login form), logs in as anyone would, and
+// waits for the host panel.
+export async function logInAsHost(page, server, name) {
+  if (!server.hostLink) throw new Error('start the server with a hostKey to get a host link');
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/host?key=')),
+    page.goto(server.hostLink),
+  ]);
+  if (response.status() !== 303) throw new Error(`the host link got ${response.status()}, not 303`);
+  await logIn(page, server, name);
+  await page.locator('#host-panel').waitFor({ state: 'visible' });
+}
+
+// Submits the login form with `name` (and `password`) and returns the
+// status and the reason the form shows ('' when it let the name in).
+export async function tryLogIn(page, server, name, password = '') {
+  await page.goto(`${server.url}/login`);
+  await page.fill('input[name="name"]', name);
+  await page.fill('input[name="password"]', password);
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/login') && r.request().method() === 'POST'),
+    page.click('button[type="submit"]'),
+  ]);
+  if (response.status() === 303) return { status: 303, reason: '' };
+  const error = page.locator('#login-error');
+  await error.waitFor({ state: 'visible' });
+  return { status: response.status(), reason: (await error.textContent()).trim() };
 }
 
 export async function waitConnected(page) {

@@ -1,0 +1,117 @@
+// The class modes, as everyone sees them: the host sets them in the host
+// panel, and a student's page says under the message box why it cannot
+// send, and for how long (announce-only; slow mode counting down; private
+// messages between students off), with Send disabled meanwhile. The host is
+// never held back. Each test starts its own server (in-memory store).
+//
+// A file of its own: node's --test-timeout (run.sh) also bounds each file.
+
+import { after, afterEach, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DESKTOP, PHONE, WAIT_MS,
+  launchBrowser, logIn, logInAsHost, messageWithText, newPerson, say, screenshot, startServer,
+} from './helpers.mjs';
+
+// Long enough for --host-key (16 or more letters, digits, - or _).
+const HOST_KEY = 'e2e-host-key-0123456789abcdefABCDEF';
+
+let browser;
+let server;
+let pages;
+
+// A new person (browser context) whose page is closed after the test.
+async function person(viewport = DESKTOP) {
+  const page = await newPerson(browser, viewport);
+  pages.push(page);
+  return page;
+}
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+beforeEach(async () => {
+  pages = [];
+  server = await startServer({ hostKey: HOST_KEY });
+});
+
+afterEach(async () => {
+  // Scripts that threw, or an alert() or confirm(), fail the test.
+  const problems = pages.flatMap((page) => page.problems);
+  await Promise.all(pages.map((page) => page.context().close()));
+  await server.stop();
+  assert.deepEqual(problems, []);
+});
+
+// The teacher's page: the host link, then the login form.
+async function host(name = 'Teacher', viewport = DESKTOP) {
+  const page = await person(viewport);
+  await logInAsHost(page, server, name);
+  return page;
+}
+
+const modeLine = (page) => page.locator('#composer-mode');
+const sendButton = (page) => page.locator('#composer .send');
+
+test('a host turns announce-only on and off: the student sees why it cannot send, then can again', async () => {
+  const teacher = await host();
+  const bob = await person();
+  await logIn(bob, server, 'bob');
+
+  await teacher.locator('#mode-announce').check();
+  await modeLine(bob).filter({ hasText: 'Only the host can write to everyone' }).waitFor();
+  assert.equal(await sendButton(bob).isDisabled(), true);
+  await bob.locator('.notice', { hasText: 'Announce-only' }).waitFor();
+  assert.match(await modeLine(teacher).textContent(), /announce-only.*not held back/i, 'the host is told it does not apply');
+
+  // The host still writes, and the message is marked as the host's.
+  await say(teacher, 'Listen up: test starts now');
+  const announcement = await messageWithText(bob, 'Listen up: test starts now');
+  await announcement.locator('.msg-header .host-badge').waitFor();
+
+  await teacher.locator('#mode-announce').uncheck();
+  await modeLine(bob).waitFor({ state: 'hidden' });
+  assert.equal(await sendButton(bob).isDisabled(), false);
+  await bob.locator('.notice', { hasText: 'everyone can write again' }).waitFor();
+  await say(bob, 'ready');
+  await messageWithText(teacher, 'ready');
+});
+
+test('slow mode counts down, and private messages off leave the host reachable', async () => {
+  const teacher = await host();
+  const alice = await person();
+  const bob = await person(PHONE);
+  await logIn(alice, server, 'alice');
+  await logIn(bob, server, 'bob');
+
+  await teacher.locator('#mode-slow').selectOption('5');
+  await modeLine(bob).filter({ hasText: 'one message every 5 s' }).waitFor();
+  await say(bob, 'first');
+  await messageWithText(teacher, 'first');
+  await modeLine(bob).filter({ hasText: /you can write again in \d s/ }).waitFor();
+  assert.equal(await sendButton(bob).isDisabled(), true);
+  await screenshot(bob, 'phone-slow-mode');
+  // The countdown ends by itself (within the 5 s, well inside the deadline).
+  await modeLine(bob).filter({ hasText: 'one message every 5 s' }).waitFor({ timeout: WAIT_MS });
+  assert.equal(await sendButton(bob).isDisabled(), false);
+  await say(bob, 'second');
+  await messageWithText(teacher, 'second');
+
+  await teacher.locator('#mode-slow').selectOption('0');
+  await teacher.locator('#mode-private').uncheck();
+  await bob.locator('.notice', { hasText: 'Private messages between students are off' }).waitFor();
+  await bob.click('#people-toggle');
+  await bob.click('#user-list button:has-text("alice")');
+  await modeLine(bob).filter({ hasText: 'Private messages between students are off' }).waitFor();
+  assert.equal(await sendButton(bob).isDisabled(), true);
+  await bob.click('#people-toggle');
+  await bob.click('#user-list button:has-text("Teacher")');
+  await modeLine(bob).waitFor({ state: 'hidden' });
+  await say(bob, 'a question for you');
+  await messageWithText(teacher, 'a question for you');
+});
