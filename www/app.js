@@ -13,10 +13,12 @@
  *                  privately, the ids of the messages on screen, the
  *                  highest seq seen, whom I am writing to, the class mode,
  *                  my mute, and (for a host) who is muted or banned.
- *   2. Connection  connect() opens /ws and hands each JSON frame to its
- *                  handler in `handlers`. When the socket closes we retry
- *                  with exponential backoff; when it could not even open,
- *                  we first ask the server whether we are still logged in.
+ *   2. Connection  connect() opens the connection (transport.js: a
+ *                  WebSocket, or long polling when the WebSocket cannot get
+ *                  through) and hands each JSON frame to its handler in
+ *                  `handlers`. When it drops, transport.js retries with
+ *                  exponential backoff; when it could not even open, it
+ *                  first asks the server whether we are still logged in.
  *                  Closed by a host (4001 kicked, 4002 released), we do not
  *                  retry: the login form says what happened.
  *                  Resuming (see "Where a connection starts" below): the
@@ -56,6 +58,18 @@
  *   7. Password    A small dialog that sets or changes the password that
  *                  keeps one's name (POST /password with fetch).
  *
+ * Files and photos live in files.js (loaded first, one global `Files`):
+ * attaching, downscaling, the upload, and a message's thumbnail or download
+ * link; app.js only calls Files.node() in messageNode(), asks send() for the
+ * file, and hands it send, showError and whether I may upload.
+ *
+ * The connection lives in transport.js (loaded first, one global
+ * `Transport`): Transport.open() with a frame callback, Transport.send(frame)
+ * and Transport.isOpen(), the same whether the frames travel over the
+ * WebSocket or over long polling (GET /poll and POST /say, turned into the
+ * same frames), the fallback between them, and the pill's "Connected · long
+ * polling". `?transport=poll` or `?transport=ws` forces one.
+ *
  * Where a connection starts. Every room and private message carries a
  * `seq`, increasing across the chat; the page keeps the highest one it has
  * seen (history, offline and live frames alike).
@@ -80,14 +94,6 @@
  *     reads as none.
  */
 'use strict';
-
-// Reconnect backoff: the first retry is quick (a blip is usually short),
-// each failure doubles the wait, capped so a restarted LAN server is found
-// again within seconds. A random ±25% keeps many pages from retrying in
-// lockstep after a restart.
-const RECONNECT_FIRST_MS = 500;
-const RECONNECT_MAX_MS = 8000;
-const RECONNECT_JITTER = 0.25;
 
 // The view follows new messages only while the reader is at the bottom,
 // give or take this many pixels.
@@ -123,17 +129,13 @@ const ERROR_TEXT = {
   announce_only: 'Only the host can write to everyone right now.',
   slow_mode: 'Slow mode: wait a little before your next message.',
   private_off: 'Private messages between students are off right now.',
+  unknown_file: 'That file is no longer on the server: attach it again.',
 };
 
 // Errors that answer a delete, not a message: no text to give back.
 const DELETE_ERRORS = new Set(['not_found', 'forbidden']);
 
 const GAP_TEXT = 'You missed more messages than the server keeps; showing the latest.';
-
-// Close codes a host's action ends a connection with, and the reason the
-// login form then shows (login.html holds the sentences). The page does not
-// reconnect: the session is over.
-const CLOSE_GOODBYES = new Map([[4001, 'kicked'], [4002, 'released']]);
 
 // The class mode of a server that says nothing about it (the contract's MODE).
 const DEFAULT_MODE = { announce: false, slow: 0, private: true, uploads: true };
@@ -179,10 +181,6 @@ const state = {
   clockSkew: 0,        // the server's clock minus ours, ms (the best sample)
 };
 
-let socket = null;               // the open (or opening) WebSocket, or null
-let retryDelay = RECONNECT_FIRST_MS;
-let retryTimer = null;
-
 const $ = (id) => document.getElementById(id);
 const timeline = $('timeline');
 const input = $('composer-input');
@@ -192,84 +190,24 @@ const sendButton = document.querySelector('#composer .send');
 /* 2. Connection                                                       */
 /* ------------------------------------------------------------------ */
 
+// The connection (transport.js): a WebSocket, or long polling when the
+// WebSocket cannot get through. Either way each frame comes to `handlers`.
 function connect() {
-  clearTimeout(retryTimer);
-  retryTimer = null;
-  if (socket) return; // already open or opening
-
-  setStatus('connecting', 'Connecting…');
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  // A reconnect resumes after the last seq seen; the first connect of the
-  // page load (or one before any seq was seen) asks for the recent history.
-  const resume = state.historyShown && state.lastSeq !== null ? `?after=${state.lastSeq}` : '';
-  const ws = new WebSocket(`${scheme}//${location.host}/ws${resume}`);
-  let opened = false;
-  socket = ws;
-  // For the browser console: `ws.send("hi")` says hi to the room.
-  window.ws = ws;
-
-  ws.onopen = () => {
-    opened = true;
-  };
-
-  ws.onmessage = (event) => {
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return; // the server only sends JSON; ignore anything else
-    }
-    const handler = handlers[frame.type];
-    if (handler) handler(frame);
-  };
-
-  // Every way a socket ends (server restart, network loss, refused upgrade)
-  // arrives here; onerror carries no detail a page can use, the close code
-  // does: a host kicked us or released our name.
-  ws.onclose = (event) => {
-    if (socket !== ws) return;
-    socket = null;
-    const goodbye = CLOSE_GOODBYES.get(event.code);
-    if (goodbye) {
-      setStatus('offline', 'Disconnected by the host');
-      location.assign(`/login?next=/&reason=${goodbye}`);
-      return;
-    }
-    if (opened) {
-      scheduleReconnect();
-    } else {
-      retryOrLogin();
-    }
-  };
-}
-
-// The socket could not open. A browser cannot see the HTTP status of a
-// refused upgrade, so ask the page itself: when we are logged out, GET /
-// answers with a redirect to the login form.
-async function retryOrLogin() {
-  try {
-    const response = await fetch('/', { redirect: 'manual', cache: 'no-store' });
-    if (response.type === 'opaqueredirect') {
-      location.assign('/login?next=/');
-      return;
-    }
-  } catch {
-    // The server is unreachable: that is what the retry is for.
-  }
-  scheduleReconnect();
-}
-
-function scheduleReconnect() {
-  const jitter = 1 + RECONNECT_JITTER * (2 * Math.random() - 1);
-  const delay = Math.round(retryDelay * jitter);
-  retryDelay = Math.min(retryDelay * 2, RECONNECT_MAX_MS);
-  setStatus('offline', 'Reconnecting…');
-  retryTimer = setTimeout(connect, delay);
+  Transport.open({
+    onFrame(frame) {
+      const handler = handlers[frame.type];
+      if (handler) handler(frame);
+    },
+    setStatus,
+    // A reconnect resumes after the last seq seen; the first connect of the
+    // page load (or one before any seq was seen) asks for the recent history.
+    resumeAfter: () => (state.historyShown && state.lastSeq !== null ? state.lastSeq : null),
+  });
 }
 
 // Skip the wait when there is a good reason to believe it would work now.
 function reconnectNow() {
-  if (!socket) connect();
+  Transport.reconnectNow();
 }
 window.addEventListener('online', reconnectNow);
 
@@ -286,9 +224,7 @@ const handlers = {
     if (!reconnect) state.storedSeq = storedSeq(frame.name);
     state.me = frame.name;
     state.online = [...frame.users];
-    retryDelay = RECONNECT_FIRST_MS;
-    remember(frame.name);
-    setStatus('online', 'Connected');
+    remember(frame.name); // the pill says "Connected" (transport.js)
     $('me-name').textContent = frame.name;
     $('me-avatar').textContent = initial(frame.name);
     $('me-avatar').style.setProperty('--hue', hue(frame.name));
@@ -504,6 +440,8 @@ const handlers = {
       for (const button of timeline.querySelectorAll('.delete:disabled')) disarmDelete(button);
       return;
     }
+    // The refused message's file goes back to the box too (files.js).
+    if (state.lastSent) Files.refused(frame.code, state.lastSent.file);
     // Give the refused text back so it is not lost, unless a new one is
     // already being typed.
     if (state.lastSent && input.value === '' && frame.code !== 'empty') {
@@ -691,6 +629,8 @@ function messageNode(message, fromInbox) {
   node.classList.toggle('from-host', state.hosts.has(message.from));
 
   const bubble = el('div', 'bubble');
+  const file = Files.node(message.file); // a thumbnail or a download link, from files.js
+  if (file) bubble.append(file);
   appendLinkified(bubble, message.text);
   const time = el('time', 'time', formatTime(message.ts));
   time.dateTime = new Date(message.ts).toISOString();
@@ -983,23 +923,28 @@ function dayLabel(ts) {
 /* ------------------------------------------------------------------ */
 
 function isConnected() {
-  return socket !== null && socket.readyState === WebSocket.OPEN;
+  return Transport.isOpen();
 }
 
 function send() {
   const text = input.value.trim();
-  if (text === '') return;
+  if (text === '' && !Files.attached()) return;
   // The mode line already says why, and the text stays in the box.
   if (sendBlocked()) return;
   if (!isConnected()) {
     showError('Not connected right now. Your message is kept; send it again once connected.');
     return;
   }
+  // An attached file still uploading: files.js calls send() again when done.
+  const file = Files.readyToSend();
+  if (file === false) return;
   const frame = state.privateTo === null
     ? { type: 'message', text }
     : { type: 'private', to: state.privateTo, text };
-  socket.send(JSON.stringify(frame));
+  if (file) frame.file = file.id;
+  Transport.send(frame);
   state.lastSent = frame;
+  Files.sent();
   input.value = '';
   autoGrow();
   clearError();
@@ -1026,7 +971,7 @@ function deleteClicked(button, id) {
     return;
   }
   clearTimeout(disarmTimers.get(button));
-  socket.send(JSON.stringify({ type: 'delete', id }));
+  Transport.send({ type: 'delete', id });
   button.disabled = true;
   button.textContent = 'Deleting…';
   clearError();
@@ -1205,7 +1150,7 @@ function sendHost(frame) {
     showError('Not connected right now. Try again once connected.');
     return false;
   }
-  socket.send(JSON.stringify(frame));
+  Transport.send(frame);
   state.lastSent = null;
   clearError();
   return true;
@@ -1573,6 +1518,9 @@ $('people-backdrop').addEventListener('click', () => togglePeople(false));
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape') togglePeople(false);
 });
+
+// Files and photos (files.js): attach, camera, paste and drop; uploads.
+Files.init({ send, showError, clearError, canUpload: () => state.amHost || state.mode.uploads });
 
 connect();
 // Start in the message box, except on touch screens, where focusing it
