@@ -156,6 +156,37 @@ fn read_body(socket: &mut TcpStream, mut body: Vec<u8>, length: u64) -> Option<V
     Some(body)
 }
 
+/// Most of a refused upload's body read (and thrown away) before closing,
+/// and for how long at most: closing with unread bytes makes TCP send a
+/// reset, which can destroy the refusal before the browser reads it.
+const DRAIN_REFUSED_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_REFUSED_WAIT: Duration = Duration::from_secs(10);
+
+/// After a refusal of `request` (written already; `read` bytes of its
+/// body came with the head): reads what the client is still sending of
+/// its body, within the bounds above.
+pub fn drain_refused(request: &Request, read: u64, socket: &mut TcpStream) {
+    let announced = request
+        .header("content-length")
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        .saturating_sub(read)
+        .min(DRAIN_REFUSED_BYTES);
+    let deadline = Instant::now() + DRAIN_REFUSED_WAIT;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    while drained < announced {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n as u64,
+        }
+    }
+}
+
 /// The name from `X-Filename` (percent-encoded UTF-8), made safe to show
 /// and to put in a header: no path, no control characters, not too long.
 fn file_name(raw: &str) -> String {

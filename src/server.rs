@@ -387,6 +387,7 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
         return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
     }
     let key = &shared.settings.host_key;
+    let body_read = rest.len() as u64; // of an upload's body, with the head
     let response = match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/files") => {
             let (limits, counts) = (shared.file_limits, &shared.upload_counts);
@@ -406,6 +407,10 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
         _ => route(&request, shared),
     };
     let _ = response.write_to(&mut socket, request.method == "HEAD");
+    // A refused upload whose body was not read (not a 408: that one was).
+    if request.path == "/files" && response.status >= 400 && response.status != 408 {
+        files::drain_refused(&request, body_read, &mut socket);
+    }
     http::close_gracefully(&socket);
 }
 
