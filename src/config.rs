@@ -24,7 +24,8 @@ usage: lanchat [--host ADDR] [--port N] [--redis URL] [--log-level LEVEL]
 
   --host ADDR            address to bind (default 0.0.0.0: the whole LAN)
   --port N               port, 0 picks a free one (default 8000)
-  --redis URL            keep history, inboxes, sessions and users in Redis
+  --redis URL            keep history, inboxes, conversations, sessions,
+                         names, moderation and files in Redis
                          (env REDIS_URL also accepted; default: in memory)
   --log-level LEVEL      error, warn, info, debug, trace (default info;
                          env RUST_LOG also accepted)
@@ -56,6 +57,14 @@ lanchat join: chat from this terminal
 
 /// Shortest `--host-key`: a guessable key would make anyone a host.
 pub const MIN_HOST_KEY_CHARS: usize = 16;
+
+/// A host key goes in a URL and a cookie: letters, digits, `-`, `_`.
+fn valid_host_key(key: &str) -> bool {
+    key.len() >= MIN_HOST_KEY_CHARS
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -211,11 +220,7 @@ impl Config {
                 "--allow-host" => config.allow_hosts.push(value()?.to_ascii_lowercase()),
                 "--host-key" => {
                     let key = value()?;
-                    if key.len() < MIN_HOST_KEY_CHARS
-                        || !key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    {
+                    if !valid_host_key(&key) {
                         return Err(ArgsError::Bad(format!(
                             "{flag}: at least {MIN_HOST_KEY_CHARS} letters, digits, - or _"
                         )));
@@ -253,6 +258,15 @@ impl Config {
         }
         if config.host_key.is_none() {
             config.host_key = env("LANCHAT_HOST_KEY").filter(|key| !key.is_empty());
+            if config
+                .host_key
+                .as_deref()
+                .is_some_and(|key| !valid_host_key(key))
+            {
+                return Err(ArgsError::Bad(format!(
+                    "LANCHAT_HOST_KEY: at least {MIN_HOST_KEY_CHARS} letters, digits, - or _"
+                )));
+            }
         }
         if !log_level_given && let Some(level) = env("RUST_LOG").as_deref().and_then(rust_log_level)
         {
@@ -410,9 +424,9 @@ mod tests {
         ));
         let c = parse(&["--qr", "always", "--mdns", "room-12"]).unwrap();
         assert_eq!((c.qr, c.mdns.as_deref()), (QrMode::Always, Some("room-12")));
-        let env = |k: &str| (k == "LANCHAT_HOST_KEY").then(|| "from-env".to_string());
+        let env = |k: &str| (k == "LANCHAT_HOST_KEY").then(|| "from-env-from-env".to_string());
         let c = Config::parse(Vec::<String>::new(), env).unwrap();
-        assert_eq!(c.host_key.as_deref(), Some("from-env"));
+        assert_eq!(c.host_key.as_deref(), Some("from-env-from-env"));
         let c = Config::parse(["--host-key=flag-flag-flag-flag".to_string()], env).unwrap();
         assert_eq!(c.host_key.as_deref(), Some("flag-flag-flag-flag"));
     }

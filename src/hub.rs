@@ -622,7 +622,12 @@ impl Hub {
     /// The display form of a claimed (or banned) name, by its key.
     fn known_name(&self, name: &str) -> Option<String> {
         let key = names::key(name);
-        (self.store.claim(&key).map(|claim| claim.name)).or_else(|| self.store.banned(&key))
+        let known = self.store.claim(&key).map(|claim| claim.name);
+        known
+            .or_else(|| self.store.banned(&key))
+            // While the store cannot say (a Redis outage), take the name as
+            // written: the chat goes on, and the message waits for it.
+            .or_else(|| (!self.store.healthy()).then(|| name.to_string()))
     }
 
     /// `from` deletes room message `id`: its author may, and a host may

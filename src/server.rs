@@ -17,7 +17,7 @@
 //! |------------------|---------|
 //! | `GET /`          | the chat page, or `303 /login?next=/` |
 //! | `GET /login`     | the login form (`/login.html`: `303 /login`) |
-//! | `POST /login`    | [`login`]: `303` + cookies, `400` bad name, `409` name in use |
+//! | `POST /login`    | [`login`]: `303` + cookies; `400` bad name or password length, `409` claimed, `403` wrong password or banned, `429` too many wrong passwords or new sessions |
 //! | `POST /logout`   | end the session, close its WebSockets, expire the cookies, `303 /login` |
 //! | `GET /ws`        | `connection::upgrade`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
 //! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |

@@ -6,7 +6,7 @@
 //! | `lanchat:history`              | list   | room messages as JSON, oldest first, at most 100 |
 //! | `lanchat:inbox:<name>`         | list   | undelivered private messages, at most 100 |
 //! | `lanchat:session:<uuid>`       | string | the session's name, 30-day TTL |
-//! | `lanchat:users`                | set    | every name that ever logged in |
+//! | `lanchat:users`                | set    | the claimed names (display forms) |
 //! | `lanchat:seq`                  | string | the last seq given (`INCR`), shared by every server |
 //! | `lanchat:history:trimmed`      | string | the highest seq of a room message trimmed from the history (for `gap`) |
 //! | `lanchat:conversation:<name>`  | list   | the last 100 private messages `<name>` sent or received |
