@@ -49,7 +49,7 @@ soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture
 
 # Fan-out, latency, capacity and join time, against the same-run limit of
-# this machine (bench/README.md), memory store and Redis. About 7 minutes;
+# this machine (bench/README.md), memory store and Redis, logins, transports. About 9 minutes;
 # results in target/bench/.
 bench:
 	$(CARGO) build --release

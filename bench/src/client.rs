@@ -21,11 +21,7 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn login(addr: SocketAddr, name: &str) -> io::Result<String> {
     tokio::time::timeout(HTTP_TIMEOUT, async {
         let mut socket = TcpStream::connect(addr).await?;
-        let body = format!("name={name}");
-        let request = format!(
-            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let request = login_request(addr, name, None);
         socket.write_all(request.as_bytes()).await?;
         let (head, _) = read_head(&mut socket).await?;
         if !head.starts_with("HTTP/1.1 303") {
@@ -43,12 +39,99 @@ pub async fn login(addr: SocketAddr, name: &str) -> io::Result<String> {
             })
             .collect();
         if cookies.len() != 2 {
-            return Err(io::Error::other(format!("login {name}: {} cookies", cookies.len())));
+            return Err(io::Error::other(format!(
+                "login {name}: {} cookies",
+                cookies.len()
+            )));
         }
         Ok(cookies.join("; "))
     })
     .await
     .map_err(|_| io::Error::other("login timed out"))?
+}
+
+/// One HTTP exchange on a connection of its own, as lanchat answers every
+/// request (`Connection: close`): what came back, and what it cost on the
+/// wire.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// The answer's status, 0 when none came (connection refused, reset,
+    /// timed out).
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Bytes this client wrote and read (request and answer, HTTP heads
+    /// included; TCP/IP headers and handshakes not).
+    pub written: u64,
+    pub read: u64,
+}
+
+/// Connects to `addr`, writes `request`, and reads the answer to its end
+/// (`Content-Length`, or the server closing), within `limit`. Never fails:
+/// a broken exchange has status 0, and counts the bytes that did move.
+pub async fn exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> Exchange {
+    let mut out = Exchange::default();
+    let _ = tokio::time::timeout(limit, exchange_into(addr, request, &mut out)).await;
+    out
+}
+
+async fn exchange_into(addr: SocketAddr, request: &[u8], out: &mut Exchange) -> io::Result<()> {
+    let mut socket = TcpStream::connect(addr).await?;
+    socket.set_nodelay(true)?;
+    socket.write_all(request).await?;
+    out.written = request.len() as u64;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut head_end = None;
+    let mut wanted = None;
+    loop {
+        let n = socket.read(&mut chunk).await?;
+        out.read += n as u64;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if head_end.is_none()
+            && let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n")
+        {
+            head_end = Some(end + 4);
+            let head = String::from_utf8_lossy(&buf[..end]);
+            out.status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            wanted = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            });
+        }
+        if let (Some(start), Some(len)) = (head_end, wanted)
+            && buf.len() >= start + len
+        {
+            break;
+        }
+        if buf.len() > 16 * 1024 * 1024 {
+            return Err(io::Error::other("answer too large"));
+        }
+    }
+    if let Some(start) = head_end {
+        out.body = buf.split_off(start);
+    }
+    Ok(())
+}
+
+/// A `POST /login` request for `name`, with `password` if given
+/// (form-encoded: both must be made of characters that need no escaping).
+pub fn login_request(addr: SocketAddr, name: &str, password: Option<&str>) -> String {
+    let body = match password {
+        Some(password) => format!("name={name}&password={password}"),
+        None => format!("name={name}"),
+    };
+    format!(
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Sends the upgrade request for `path` (`/ws`, or `/ws?after=SEQ`) on
@@ -231,6 +314,21 @@ pub fn stamp(payload: &[u8]) -> Option<Stamp> {
     Some(Stamp { sent_us, server })
 }
 
+/// The stamp of every load message in a poll answer (it holds a list of
+/// messages, each with its own text).
+pub fn stamps(body: &[u8]) -> impl Iterator<Item = Stamp> + '_ {
+    memchr::memmem::find_iter(body, MARK).filter_map(move |at| stamp(&body[at..]))
+}
+
+/// The `"next":N` of a poll answer: the seq to pass as `after` next time.
+/// (A `"` inside a message's text is escaped, so only the field matches.)
+pub fn poll_next(body: &[u8]) -> Option<u64> {
+    const NEXT: &[u8] = b"\"next\":";
+    let at = memchr::memmem::rfind(body, NEXT)? + NEXT.len();
+    let (next, digits) = number(&body[at..]);
+    (digits > 0).then_some(next)
+}
+
 /// The highest `"seq":N` in a server frame (a `history` frame holds one per
 /// message), or `None` when the frame has none (a server that does not send
 /// seqs yet). A `"` inside a message's text is escaped, so every match is a
@@ -279,6 +377,15 @@ mod tests {
         assert_eq!(max_seq(history), Some(12));
         let old = br#"{"type":"history","messages":[{"type":"message","id":"a","from":"x","text":"hi","ts":1}]}"#;
         assert_eq!(max_seq(old), None);
+    }
+
+    #[test]
+    fn stamps_and_next_of_a_poll_answer() {
+        let answer = br#"{"type":"poll","messages":[{"type":"message","id":"a","seq":3,"from":"t1","text":"B100@0 0 \"next\":7","ts":1},{"type":"message","id":"b","seq":4,"from":"t2","text":"B200@0 1 xx","ts":2}],"users":["t1","t2"],"hosts":[],"mode":{},"next":4,"gap":false}"#;
+        let sent: Vec<u64> = stamps(answer).map(|s| s.sent_us).collect();
+        assert_eq!(sent, [100, 200]);
+        assert_eq!(poll_next(answer), Some(4));
+        assert_eq!(poll_next(b"{}"), None);
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub struct Stats {
     errors: Cell<u64>,
     /// Client connections that ended (the server dropped or closed them).
     closed: Cell<u64>,
+    /// Bytes these clients wrote and read, both directions together
+    /// (WebSocket frames, or whole HTTP requests and answers).
+    bytes: Cell<u64>,
+    /// HTTP requests these clients made (polls, `POST /say`).
+    requests: Cell<u64>,
 }
 
 impl Stats {
@@ -81,6 +86,8 @@ impl Stats {
             joins: Cell::new(0),
             errors: Cell::new(0),
             closed: Cell::new(0),
+            bytes: Cell::new(0),
+            requests: Cell::new(0),
         })
     }
 
@@ -91,18 +98,7 @@ impl Stats {
     fn on_text(&self, payload: &[u8], now: u64) {
         self.frames.set(self.frames.get() + 1);
         match client::stamp(payload) {
-            Some(stamp) => {
-                let (start, end) = self.window.get();
-                if stamp.sent_us >= start && stamp.sent_us < end {
-                    self.delivered.set(self.delivered.get() + 1);
-                    let latency = now.saturating_sub(stamp.sent_us).min(u32::MAX as u64) as u32;
-                    if stamp.server == self.server {
-                        self.latencies.borrow_mut().push(latency);
-                    } else {
-                        self.across.borrow_mut().push(latency);
-                    }
-                }
-            }
+            Some(stamp) => self.on_delivery(stamp, now),
             None if payload.starts_with(b"{\"type\":\"error\"") => {
                 self.errors.set(self.errors.get() + 1)
             }
@@ -111,6 +107,48 @@ impl Stats {
             }
             None => {}
         }
+    }
+
+    /// One load message received at `now`: counted when it was sent in the
+    /// window.
+    fn on_delivery(&self, stamp: client::Stamp, now: u64) {
+        let (start, end) = self.window.get();
+        if stamp.sent_us >= start && stamp.sent_us < end {
+            self.delivered.set(self.delivered.get() + 1);
+            let latency = now.saturating_sub(stamp.sent_us).min(u32::MAX as u64) as u32;
+            if stamp.server == self.server {
+                self.latencies.borrow_mut().push(latency);
+            } else {
+                self.across.borrow_mut().push(latency);
+            }
+        }
+    }
+
+    /// A poll answer's body, read at `now`: every load message in it is a
+    /// delivery.
+    pub fn on_poll_body(&self, body: &[u8], now: u64) {
+        self.frames.set(self.frames.get() + 1);
+        for stamp in client::stamps(body) {
+            self.on_delivery(stamp, now);
+        }
+    }
+
+    /// Counts `n` bytes on the wire (either direction).
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.set(self.bytes.get() + n);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    /// Counts one HTTP request.
+    pub fn add_request(&self) {
+        self.requests.set(self.requests.get() + 1);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
     }
 
     pub fn closed(&self) -> u64 {
@@ -122,15 +160,21 @@ impl Stats {
     }
 
     /// Starts counting deliveries of messages sent in `start..end` (µs).
-    fn open_window(&self, start: u64, end: u64) {
+    pub fn open_window(&self, start: u64, end: u64) {
         self.latencies.borrow_mut().clear();
         self.across.borrow_mut().clear();
         self.delivered.set(0);
         self.window.set((start, end));
     }
 
+    /// Ends the window early, at `end` (µs): later messages do not count.
+    fn end_window_at(&self, end: u64) {
+        let (start, _) = self.window.get();
+        self.window.set((start, end));
+    }
+
     /// Stops counting; returns the latencies (same server, across servers).
-    fn close_window(&self) -> (Vec<u32>, Vec<u32>) {
+    pub fn close_window(&self) -> (Vec<u32>, Vec<u32>) {
         self.window.set((u64::MAX, u64::MAX));
         (self.latencies.take(), self.across.take())
     }
@@ -170,26 +214,28 @@ impl Clients {
         limit: Duration,
     ) -> io::Result<Clients> {
         let deadline = tokio::time::Instant::now() + limit;
+        let names: Vec<String> = (0..count.div_ceil(per_name))
+            .map(|i| format!("{prefix}{i}"))
+            .collect();
+        // Log in every name first (one session per name: the connections
+        // sharing a name share its cookie, as a browser's tabs do).
+        let cookies = login_all(addr, &names, deadline).await?;
+        Clients::connect(addr, &cookies, count, per_name, stats, limit, deadline).await
+    }
+
+    /// Opens `count` WebSocket clients with the sessions of `cookies`,
+    /// `per_name` of them per cookie, and waits until each has its first
+    /// three frames. Bounded by `deadline` (`limit` is for the message).
+    pub async fn connect(
+        addr: SocketAddr,
+        cookies: &[String],
+        count: usize,
+        per_name: usize,
+        stats: Rc<Stats>,
+        limit: Duration,
+        deadline: tokio::time::Instant,
+    ) -> io::Result<Clients> {
         let gate = Rc::new(Semaphore::new(CONNECT_CONCURRENCY));
-        let names = count.div_ceil(per_name);
-        // Log in every name first.
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        for i in 0..names {
-            let (gate, tx, name) = (gate.clone(), tx.clone(), format!("{prefix}{i}"));
-            tokio::task::spawn_local(async move {
-                let _permit = gate.acquire().await;
-                let _ = tx.send((i, client::login(addr, &name).await));
-            });
-        }
-        let mut cookies = vec![String::new(); names];
-        for _ in 0..names {
-            let (i, cookie) = tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .map_err(|_| io::Error::other("logins timed out"))?
-                .expect("senders alive");
-            cookies[i] = cookie?;
-        }
-        // Then open the connections.
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut readers = Vec::with_capacity(count);
         for i in 0..count {
@@ -226,6 +272,7 @@ impl Clients {
                             0x8 => break 'read,
                             0x9 => {
                                 let pong = client::frame(0xA, frames.payload(&frame));
+                                stats.add_bytes(pong.len() as u64);
                                 let _ = writer.lock().await.write_all(&pong).await;
                             }
                             _ => {}
@@ -233,7 +280,7 @@ impl Clients {
                     }
                     match frames.fill(&mut read).await {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+                        Ok(n) => stats.add_bytes(n as u64),
                     }
                 }
                 if let Some((tx, _, _)) = ready.take() {
@@ -285,18 +332,52 @@ impl Clients {
     }
 
     /// Sends one load message from client `i`; returns its send stamp.
-    async fn say(&self, i: usize, seq: u64) -> io::Result<u64> {
+    pub async fn say(&self, i: usize, seq: u64) -> io::Result<u64> {
         let sent = self.stats.now_us();
-        let text = format!("B{sent}@{} {seq} ", self.stats.server);
-        let pad = TEXT_LEN.saturating_sub(text.len());
-        let json = format!(
-            "{{\"type\":\"message\",\"text\":\"{text}{}\"}}",
-            "x".repeat(pad)
-        );
+        let json = message_json(sent, self.stats.server, seq);
         let frame = client::text_frame(&json);
         self.writers[i].lock().await.write_all(&frame).await?;
+        self.stats.add_bytes(frame.len() as u64);
         Ok(sent)
     }
+}
+
+/// The client frame of load message number `seq`, sent at `sent` (µs) by a
+/// client of server `server`: its text starts with `B<sent>@<server>`.
+pub fn message_json(sent: u64, server: usize, seq: u64) -> String {
+    let text = format!("B{sent}@{server} {seq} ");
+    let pad = TEXT_LEN.saturating_sub(text.len());
+    format!(
+        "{{\"type\":\"message\",\"text\":\"{text}{}\"}}",
+        "x".repeat(pad)
+    )
+}
+
+/// Logs every name in (at most [`CONNECT_CONCURRENCY`] at a time); their
+/// cookies, in order. Fails on the first refused login.
+pub async fn login_all(
+    addr: SocketAddr,
+    names: &[String],
+    deadline: tokio::time::Instant,
+) -> io::Result<Vec<String>> {
+    let gate = Rc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for (i, name) in names.iter().enumerate() {
+        let (gate, tx, name) = (gate.clone(), tx.clone(), name.clone());
+        tokio::task::spawn_local(async move {
+            let _permit = gate.acquire().await;
+            let _ = tx.send((i, client::login(addr, &name).await));
+        });
+    }
+    let mut cookies = vec![String::new(); names.len()];
+    for _ in 0..names.len() {
+        let (i, cookie) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| io::Error::other("logins timed out"))?
+            .expect("senders alive");
+        cookies[i] = cookie?;
+    }
+    Ok(cookies)
 }
 
 /// One load step's result.
@@ -340,6 +421,22 @@ pub async fn run_step(
     warmup: Duration,
     window: Duration,
 ) -> Step {
+    run_step_until(clients, messages_per_s, senders, warmup, window, || false)
+        .await
+        .0
+}
+
+/// [`run_step`], whose measured window ends early once `done()` is true
+/// (asked every millisecond after the warm-up), at the latest after
+/// `window`. Also returns the window's real length.
+pub async fn run_step_until(
+    clients: &Clients,
+    messages_per_s: f64,
+    senders: usize,
+    warmup: Duration,
+    window: Duration,
+    done: impl Fn() -> bool,
+) -> (Step, Duration) {
     let stats = &clients.stats;
     let senders = senders.clamp(1, clients.len());
     let open = clients.len() as u64 - stats.closed();
@@ -352,16 +449,30 @@ pub async fn run_step(
     let wall = Instant::now();
 
     let mut in_window = 0u64;
-    pace(messages_per_s, warmup + window, async |seq| {
+    let mut window_end = window_end;
+    let stop = || {
+        let now = stats.now_us();
+        if now >= window_start && now < window_end && done() {
+            // The window ends now: later messages do not count.
+            stats.end_window_at(now);
+            return true;
+        }
+        false
+    };
+    let stopped = pace(messages_per_s, warmup + window, stop, async |seq| {
         let from = (seq % senders as u64) as usize;
         if let Ok(at) = clients.say(from, seq).await
             && at >= window_start
-            && at < window_end
+            && at < stats.window.get().1
         {
             in_window += 1;
         }
     })
     .await;
+    if stopped {
+        window_end = stats.window.get().1;
+    }
+    let window = Duration::from_micros(window_end.saturating_sub(window_start));
     let expected = in_window * open;
     drain(&[stats], expected).await;
     let cpu =
@@ -369,7 +480,7 @@ pub async fn run_step(
     // Nothing counted after this point belongs to the step. (One server:
     // every delivery is a same-server one.)
     let (latencies, _) = stats.close_window();
-    Step {
+    let step = Step {
         messages_per_s,
         senders,
         clients: open as usize,
@@ -378,11 +489,19 @@ pub async fn run_step(
         errors: stats.errors.get() - errors_before,
         dropped_clients: stats.closed() - closed_before,
         generator_cpu: cpu,
-    }
+    };
+    (step, window)
 }
 
-/// Calls `say(seq)` for seq = 0, 1, 2 ... at `messages_per_s`, for `total`.
-async fn pace(messages_per_s: f64, total: Duration, mut say: impl AsyncFnMut(u64)) {
+/// Calls `say(seq)` for seq = 0, 1, 2 ... at `messages_per_s`, for `total`,
+/// or until `stop()` (asked every millisecond) says so; returns whether it
+/// stopped early.
+pub async fn pace(
+    messages_per_s: f64,
+    total: Duration,
+    mut stop: impl FnMut() -> bool,
+    mut say: impl AsyncFnMut(u64),
+) -> bool {
     let wall = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -393,6 +512,9 @@ async fn pace(messages_per_s: f64, total: Duration, mut say: impl AsyncFnMut(u64
         if elapsed >= total {
             break;
         }
+        if stop() {
+            return true;
+        }
         let due = (elapsed.as_secs_f64() * messages_per_s) as u64;
         while sent < due {
             if wall.elapsed() >= total {
@@ -402,11 +524,12 @@ async fn pace(messages_per_s: f64, total: Duration, mut say: impl AsyncFnMut(u64
             sent += 1;
         }
     }
+    false
 }
 
 /// Waits until `stats` have `expected` deliveries between them, at most
 /// [`DRAIN`].
-async fn drain(stats: &[&Stats], expected: u64) {
+pub async fn drain(stats: &[&Stats], expected: u64) {
     let until = Instant::now() + DRAIN;
     let delivered = || stats.iter().map(|s| s.delivered.get()).sum::<u64>();
     while delivered() < expected && Instant::now() < until {
@@ -415,7 +538,7 @@ async fn drain(stats: &[&Stats], expected: u64) {
 }
 
 /// p50, p90, p99 and max of `latencies` (µs), in ms (NaN when empty).
-fn percentiles(latencies: &mut [u32]) -> [f64; 4] {
+pub fn percentiles(latencies: &mut [u32]) -> [f64; 4] {
     latencies.sort_unstable();
     [0.50, 0.90, 0.99, 1.0].map(|p| {
         if latencies.is_empty() {
@@ -441,7 +564,7 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    fn new(expected: u64, mut latencies: Vec<u32>, window: Duration) -> Deliveries {
+    pub fn new(expected: u64, mut latencies: Vec<u32>, window: Duration) -> Deliveries {
         let delivered = latencies.len() as u64;
         let [p50_ms, p90_ms, p99_ms, max_ms] = percentiles(&mut latencies);
         Deliveries {
@@ -511,16 +634,21 @@ pub async fn run_cluster_step(
 
     // Messages sent in the window, by the sender's server.
     let mut in_window = vec![0u64; n];
-    pace(messages_per_s, warmup + window, async |seq| {
-        let server = seq as usize % n;
-        let from = (seq as usize / n) % senders;
-        if let Ok(at) = servers[server].say(from, seq).await
-            && at >= window_start
-            && at < window_end
-        {
-            in_window[server] += 1;
-        }
-    })
+    pace(
+        messages_per_s,
+        warmup + window,
+        || false,
+        async |seq| {
+            let server = seq as usize % n;
+            let from = (seq as usize / n) % senders;
+            if let Ok(at) = servers[server].say(from, seq).await
+                && at >= window_start
+                && at < window_end
+            {
+                in_window[server] += 1;
+            }
+        },
+    )
     .await;
     let all_open: u64 = open.iter().sum();
     let all_sent: u64 = in_window.iter().sum();

@@ -10,20 +10,25 @@
 //! | fixed load | latency at a chat's ordinary load | 1,000 clients, 10 senders × 2 msg/s (20,000 deliveries/s) for 10 s; every client's latency for every message (send stamp in the text), lost deliveries |
 //! | saturation | the most deliveries/s the server keeps with p99 ≤ 100 ms | the same 1,000 clients; load steps of rising rate (1 s warm-up, 3 s window, each sender ≤ 15 msg/s, more senders as needed); a step passes with p99 ≤ 100 ms, ≤ 0.1 % lost and no client dropped; stops at the first failure; the result is the highest delivered rate of a passing step |
 //! | fixed load and saturation with Redis | what storing in Redis costs | both of the above against lanchat `--redis` (a throwaway `redis-server` on the server core), next to the memory store's numbers, with the ratios (lanchat only) |
+//! | login flood | whether password hashing slows the room | the fixed load on a fresh server, without then during 200 logins with passwords (argon2id), 64 in flight (lanchat only) |
 //! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
 //! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; then 200 joins with `?after=` the latest seq (nothing missed); memory store and Redis |
 //! | cluster | deliveries and latency across servers | two lanchat servers on one Redis (both on the server core), 500 clients on each; 5 senders × 2 msg/s on each (20,000 deliveries/s) for 10 s; latency and lost split into "same server" and "across servers" (lanchat only) |
+//! | transports | what short polling, long polling and WebSocket cost | 100 clients on a fresh server, a busy room (10 senders × 1 msg/s) and a quiet one (a message every 2 s), each transport in turn: latency, HTTP requests/s, bytes and server CPU per delivered message, server threads (lanchat only) |
 //!
 //! Output: a markdown table on stdout, `results.json` and `latency.svg` in
 //! the output folder (default `target/bench` of the lanchat checkout).
 //! Usage: `lanchat-bench [--server PATH] [--reference PATH] [--out DIR]
-//! [--quick] [--only lanchat|reference] [--scenarios fanout,fanout-redis,idle,join,cluster]
+//! [--quick] [--only lanchat|reference]
+//! [--scenarios fanout,fanout-redis,logins,idle,join,cluster,transports]
 //! [--server-wrapper 'perf record -g -o F --']`.
 
 mod client;
 mod load;
+mod logins;
 mod procs;
 mod report;
+mod transports;
 
 use load::{Clients, ClusterStep, Joins, Stats, Step};
 use procs::{Redis, Server};
@@ -45,7 +50,15 @@ const SATURATION_LOADS: [f64; 17] = [
 const SATURATION_BUDGET: Duration = Duration::from_secs(150);
 
 /// Every scenario, in the order they run (the default list).
-const SCENARIOS: [&str; 5] = ["fanout", "fanout-redis", "idle", "join", "cluster"];
+const SCENARIOS: [&str; 7] = [
+    "fanout",
+    "fanout-redis",
+    "logins",
+    "idle",
+    "join",
+    "cluster",
+    "transports",
+];
 
 struct Options {
     server: PathBuf,
@@ -123,7 +136,7 @@ fn options() -> Options {
 
 fn usage(why: &str) -> ! {
     eprintln!(
-        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,idle,join,cluster]\n       [--server-wrapper 'perf record -g -o FILE --']"
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,logins,idle,join,cluster,transports]\n       [--server-wrapper 'perf record -g -o FILE --']"
     );
     std::process::exit(2)
 }
@@ -145,6 +158,10 @@ pub struct ServerResults {
     pub joins: Vec<Joins>,
     /// Two servers sharing one Redis (lanchat only).
     pub cluster: Option<ClusterStep>,
+    /// The fixed load during a flood of password logins (lanchat only).
+    pub logins: Option<logins::LoginFlood>,
+    /// Short polling, long polling and WebSocket (lanchat only).
+    pub transports: Option<transports::Transports>,
 }
 
 /// The fixed load, then the saturation search, on one server.
@@ -244,6 +261,9 @@ fn main() {
     std::fs::write(o.out.join("results.json"), json).expect("results.json");
     std::fs::write(o.out.join("latency.svg"), report.svg()).expect("latency.svg");
     std::fs::write(o.out.join("results.md"), table).expect("results.md");
+    if let Some(svg) = report.transports_svg() {
+        std::fs::write(o.out.join("transports.svg"), svg).expect("transports.svg");
+    }
     eprintln!(
         "wrote {0}/results.json, {0}/latency.svg, {0}/results.md ({1:.0} s)",
         o.out.display(),
@@ -255,6 +275,9 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
     let epoch = Instant::now();
     let want = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
     let scenario = |name: &str| o.scenarios.iter().any(|s| s == name);
+    // Every bench client comes from 127.0.0.1: lift the per-address limits
+    // (open connections, new sessions a minute) of a server that has them.
+    let per_address = supports_flag(&o.server, "--max-per-address");
     let lanchat_args = |extra: &[String]| {
         let mut args: Vec<String> = [
             "--host",
@@ -268,6 +291,9 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
         ]
         .map(String::from)
         .to_vec();
+        if per_address {
+            args.extend(["--max-per-address".to_string(), "0".to_string()]);
+        }
         args.extend_from_slice(extra);
         args
     };
@@ -302,6 +328,11 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
                 log(&report::ratios_line(&ratios));
                 lanchat.redis_vs_memory = Some(ratios);
             }
+        }
+        if scenario("logins")
+            && let Some(server) = start()
+        {
+            lanchat.logins = login_flood(o, server, epoch).await;
         }
         if scenario("idle") {
             idle(o, start, &mut lanchat, epoch).await;
@@ -343,6 +374,17 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
         if scenario("cluster") {
             cluster(o, &lanchat_args, &mut lanchat, epoch).await;
         }
+        if scenario("transports")
+            && let Some(server) = start()
+        {
+            log(&format!(
+                "transports: {} clients, short polling, long polling, WebSocket",
+                transports::CLIENTS
+            ));
+            let results = transports::transports(&server, o.quick, epoch).await;
+            server.stop();
+            lanchat.transports = Some(results);
+        }
     }
     if want("reference") {
         let start = || start_server(o, "reference", &o.reference, &reference_args(), &[]);
@@ -356,6 +398,16 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
         }
     }
     (lanchat, reference)
+}
+
+/// Whether `bin --help` names `flag` (older servers refuse flags they do
+/// not know).
+fn supports_flag(bin: &Path, flag: &str) -> bool {
+    std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
+        .unwrap_or(false)
 }
 
 fn log(line: &str) {
@@ -476,6 +528,43 @@ async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
     clients.close();
     server.stop();
     results
+}
+
+/// The fixed load without, then during, a flood of password logins, on a
+/// fresh server; stops it.
+async fn login_flood(o: &Options, server: Server, epoch: Instant) -> Option<logins::LoginFlood> {
+    log(&format!(
+        "{}: logins: opening {} clients",
+        server.label, o.clients
+    ));
+    let stats = Stats::new(epoch);
+    let clients = match Clients::open(
+        server.addr,
+        o.clients,
+        1,
+        "c",
+        stats,
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(clients) => clients,
+        Err(e) => {
+            log(&format!("{}: cannot open the clients: {e}", server.label));
+            server.stop();
+            return None;
+        }
+    };
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
+        .await;
+    let window = Duration::from_secs(if o.quick { 3 } else { 10 });
+    let flood = logins::login_flood(&server, &clients, window).await;
+    log(&format!("logins: {}", report::logins_line(&flood)));
+    clients.close();
+    server.stop();
+    Some(flood)
 }
 
 /// RSS and threads of a fresh server with each of `o.idle` connections open.

@@ -170,6 +170,29 @@ impl Server {
         (field("VmRSS:"), field("Threads:"))
     }
 
+    /// Threads of the server process now (`Threads:` of /proc/PID/status).
+    pub fn threads(&self) -> u64 {
+        self.rss_and_threads().1
+    }
+
+    /// CPU time (user + system, every thread, the ended ones included) the
+    /// server process has used so far: its process CPU clock
+    /// (`clock_getcpuclockid`, nanoseconds), else utime + stime from
+    /// /proc/PID/stat (clock ticks, usually 10 ms).
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.server_pid() as libc::pid_t;
+        unsafe {
+            let mut clock: libc::clockid_t = 0;
+            let mut ts: libc::timespec = std::mem::zeroed();
+            if libc::clock_getcpuclockid(pid, &mut clock) == 0
+                && libc::clock_gettime(clock, &mut ts) == 0
+            {
+                return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+            }
+        }
+        proc_stat_cpu_time(pid as u32).unwrap_or_default()
+    }
+
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn stop(mut self) {
         unsafe {
@@ -185,6 +208,35 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Time core `core` has spent busy (user, nice, system, irq, softirq, and
+/// steal: the hypervisor running something else), from /proc/stat.
+pub fn core_busy(core: usize) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{core} ");
+    let line = stat.lines().find(|l| l.starts_with(&label))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?;
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(Duration::from_secs_f64(busy as f64 / per_s))
+}
+
+/// utime + stime of process `pid`, from /proc/PID/stat.
+fn proc_stat_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (in parentheses, which may hold spaces):
+    // state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(Duration::from_secs_f64(ticks as f64 / per_s))
 }
 
 /// A throwaway `redis-server` (no persistence) on a free port, pinned to the

@@ -2,6 +2,8 @@
 //! percentiles against load.
 
 use crate::load::{ClusterStep, Deliveries, Joins, Step};
+use crate::logins::LoginFlood;
+use crate::transports::{TransportRun, Transports};
 use crate::{Fanout, RedisVsMemory, ServerResults};
 use serde::Serialize;
 use std::fmt::Write;
@@ -137,6 +139,121 @@ fn after_note(j: &Joins) -> &'static str {
         "the latest seq: nothing missed"
     } else {
         "the server sent no seq"
+    }
+}
+
+/// The login flood, for the progress log.
+pub fn logins_line(f: &LoginFlood) -> String {
+    let others: Vec<String> = f
+        .other_statuses
+        .iter()
+        .map(|(status, n)| format!("{n} × {status}"))
+        .collect();
+    format!(
+        "fixed load during {} password logins ({} in flight, {:.1} s window): {}; logins: {} of {} got 303{}, each p50 {:.0} p99 {:.0} max {:.0} ms, all in {:.1} s; p99 without the flood {:.2} ms; others on the server's core {:.0} % without, {:.0} % during",
+        f.logins,
+        f.in_flight,
+        f.flood_window_s,
+        step_line(&f.during_flood),
+        f.ok_303,
+        f.logins,
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (others: {})", others.join(", "))
+        },
+        f.login_p50_ms,
+        f.login_p99_ms,
+        f.login_max_ms,
+        f.all_logins_s,
+        f.without_flood.deliveries.p99_ms,
+        f.server_core_others_without * 100.0,
+        f.server_core_others_during * 100.0
+    )
+}
+
+/// One transport run, for the progress log.
+pub fn transport_line(r: &TransportRun) -> String {
+    let d = &r.deliveries;
+    format!(
+        "{} room, {}: delivered {}/{} lost {} p50 {:.2} p99 {:.2} max {:.2} ms; {:.1} HTTP requests/s; {:.0} bytes, {:.1} µs server CPU per delivery ({:.1} % of a core); threads {:.0} (max {}); generator CPU {:.0} %; others on the server's core {:.0} %; 429s {}, failed {}, refused {}",
+        r.load,
+        r.transport,
+        d.delivered,
+        d.expected,
+        d.lost,
+        d.p50_ms,
+        d.p99_ms,
+        d.max_ms,
+        r.http_requests_per_s,
+        r.bytes_per_delivery,
+        r.server_cpu_us_per_delivery,
+        r.server_cpu_share * 100.0,
+        r.server_threads_mean,
+        r.server_threads_max,
+        r.generator_cpu * 100.0,
+        r.server_core_others * 100.0,
+        r.rate_limited,
+        r.failed_requests,
+        r.messages_refused
+    )
+}
+
+/// The transports table (markdown), also used by docs/TRANSPORTS.md.
+pub fn transports_table(t: &Transports) -> String {
+    let mut s = String::new();
+    if let Some(why) = &t.polling_skipped {
+        let _ = writeln!(s, "Polling skipped: {why}.\n");
+    }
+    let _ = writeln!(
+        s,
+        "| room | transport | latency p50 / p99 (ms) | HTTP requests/s | bytes per delivered message | server CPU per delivered message | server CPU (share of a core) | server threads (mean / max) | delivered (lost) | others on the server's core |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in &t.runs {
+        let d = &r.deliveries;
+        let _ = writeln!(
+            s,
+            "| {} ({} msg/s) | {} | {} / {} | {:.0} | {} | {} µs | {:.1} % | {:.0} / {} | {} ({}){} | {:.0} % |",
+            r.load,
+            r.messages_per_s,
+            r.transport,
+            ms(d.p50_ms),
+            ms(d.p99_ms),
+            r.http_requests_per_s,
+            thousands(r.bytes_per_delivery),
+            if r.server_cpu_us_per_delivery >= 10.0 {
+                format!("{:.0}", r.server_cpu_us_per_delivery)
+            } else {
+                format!("{:.1}", r.server_cpu_us_per_delivery)
+            },
+            r.server_cpu_share * 100.0,
+            r.server_threads_mean,
+            r.server_threads_max,
+            thousands(d.delivered as f64),
+            d.lost,
+            if r.rate_limited + r.failed_requests + r.messages_refused > 0 {
+                format!(
+                    "; 429s {}, failed {}, refused {}",
+                    r.rate_limited, r.failed_requests, r.messages_refused
+                )
+            } else {
+                String::new()
+            },
+            r.server_core_others * 100.0
+        );
+    }
+    s
+}
+
+/// A latency in ms, with precision where it matters.
+fn ms(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
     }
 }
 
@@ -301,6 +418,30 @@ impl Report {
                 mark(ratios.and_then(|x| x.saturation_met))
             );
         }
+        if let Some(f) = &l.logins {
+            let _ = writeln!(
+                t,
+                "| fixed load during {} password logins ({} in flight): p50 / p90 / p99 / max (ms) | {} (p99 without the logins: {:.2}) | n/a | | p99 ≤ {} ms | {} |",
+                f.logins,
+                f.in_flight,
+                pcts(Some(&f.during_flood)),
+                f.without_flood.deliveries.p99_ms,
+                crate::logins::P99_TARGET_MS,
+                mark(Some(f.p99_met))
+            );
+            let _ = writeln!(
+                t,
+                "| the {} logins: answered 303; each p50 / p99 / max (ms); all | {} of {}; {:.0} / {:.0} / {:.0}; {:.1} s | n/a | | all 303 | {} |",
+                f.logins,
+                f.ok_303,
+                f.logins,
+                f.login_p50_ms,
+                f.login_p99_ms,
+                f.login_max_ms,
+                f.all_logins_s,
+                mark(Some(f.ok_303 == f.logins))
+            );
+        }
         fn idle_at(s: &ServerResults, n: usize) -> Option<&crate::Idle> {
             s.idle.iter().find(|i| i.connections == n)
         }
@@ -411,6 +552,15 @@ impl Report {
         if let Some(x) = ratios {
             let _ = writeln!(t, "\n{}.", ratios_line(x));
         }
+        if let Some(tr) = &l.transports {
+            let _ = writeln!(
+                t,
+                "\nTransports: {} clients on one server (core 0), each transport in turn; {} of them send; warm-up, then a measured window; bytes are what the clients wrote and read (HTTP heads and WebSocket frame headers included, not TCP/IP); server CPU is its process CPU time in the window:\n",
+                crate::transports::CLIENTS,
+                crate::transports::SENDERS
+            );
+            t.push_str(&transports_table(tr));
+        }
         let _ = writeln!(
             t,
             "\nSaturation steps (1 s warm-up, measured window, each sender ≤ 15 msg/s):\n"
@@ -444,6 +594,171 @@ impl Report {
             }
         }
         t
+    }
+
+    /// The transports side by side: four panels (latency p99, HTTP
+    /// requests/s, bytes and server CPU per delivered message), log scales,
+    /// one group of bars per room. `None` when the scenario did not run.
+    pub fn transports_svg(&self) -> Option<String> {
+        let t = self.lanchat.transports.as_ref()?;
+        if t.runs.is_empty() {
+            return None;
+        }
+        let mut rooms: Vec<(&str, f64)> = Vec::new();
+        for r in &t.runs {
+            if !rooms.iter().any(|(name, _)| *name == r.load) {
+                rooms.push((&r.load, r.messages_per_s));
+            }
+        }
+        let kinds = [
+            ("short polling", "#ff7f0e"),
+            ("long polling", "#2ca02c"),
+            ("WebSocket", "#1f77b4"),
+        ];
+        type Metric = (&'static str, fn(&TransportRun) -> f64);
+        let metrics: [Metric; 4] = [
+            ("delivery latency, ms (bar: p99, line: p50)", |r| {
+                r.deliveries.p99_ms
+            }),
+            ("HTTP requests per second", |r| r.http_requests_per_s),
+            ("bytes on the wire per delivered message", |r| {
+                r.bytes_per_delivery
+            }),
+            ("server CPU per delivered message, µs", |r| {
+                r.server_cpu_us_per_delivery
+            }),
+        ];
+        let (w, h) = (760.0, 600.0);
+        let (pw, ph) = (w / 2.0, (h - 60.0) / 2.0);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="18" font-size="14" text-anchor="middle">Three transports, one chat: {} clients, server on 1 core (log scales)</text>"#,
+            w / 2.0,
+            crate::transports::CLIENTS
+        );
+        let mut lx = w / 2.0 - 190.0;
+        for (name, color) in kinds {
+            let _ = writeln!(
+                s,
+                r#"<rect x="{lx}" y="30" width="12" height="12" fill="{color}"/><text x="{}" y="40">{name}</text>"#,
+                lx + 16.0
+            );
+            lx += 130.0;
+        }
+        let fmt = |v: f64| {
+            if v == 0.0 {
+                "0".to_string()
+            } else if v >= 10_000.0 {
+                format!("{:.0}k", v / 1000.0)
+            } else if v >= 1000.0 {
+                format!("{:.1}k", v / 1000.0)
+            } else if v >= 10.0 {
+                format!("{v:.0}")
+            } else if v >= 1.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        for (m, (title, get)) in metrics.iter().enumerate() {
+            let (x0, y0) = ((m % 2) as f64 * pw, 60.0 + (m / 2) as f64 * ph);
+            let (left, right, top, bottom) = (x0 + 50.0, x0 + pw - 15.0, y0 + 28.0, y0 + ph - 40.0);
+            let values: Vec<f64> = t.runs.iter().map(get).filter(|v| v.is_finite()).collect();
+            let positive = values.iter().copied().filter(|v| *v > 0.0);
+            let lo = positive.clone().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(0.0, f64::max);
+            if !lo.is_finite() || hi <= 0.0 {
+                continue;
+            }
+            // Room above the tallest bar for its label.
+            let (d0, mut d1) = (lo.log10().floor(), (hi * 2.5).log10().ceil());
+            if d1 <= d0 {
+                d1 = d0 + 1.0;
+            }
+            let py = |v: f64| bottom - (v.log10() - d0) / (d1 - d0) * (bottom - top);
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">{title}</text>"#,
+                (left + right) / 2.0,
+                y0 + 16.0
+            );
+            for d in d0 as i32..=d1 as i32 {
+                let v = 10f64.powi(d);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{left}" y1="{0:.1}" x2="{right}" y2="{0:.1}" stroke="#ddd"/><text x="{1}" y="{2:.1}" text-anchor="end">{3}</text>"##,
+                    py(v),
+                    left - 6.0,
+                    py(v) + 4.0,
+                    fmt(v)
+                );
+            }
+            let gw = (right - left) / rooms.len() as f64;
+            let bw = gw / (kinds.len() as f64 + 1.0);
+            for (g, (room, rate)) in rooms.iter().enumerate() {
+                let gx = left + g as f64 * gw;
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{:.1}" y="{}" text-anchor="middle">{room} room ({rate} msg/s)</text>"#,
+                    gx + gw / 2.0,
+                    bottom + 18.0
+                );
+                for (k, (kind, color)) in kinds.iter().enumerate() {
+                    let Some(run) = t
+                        .runs
+                        .iter()
+                        .find(|r| r.load == *room && r.transport.starts_with(kind))
+                    else {
+                        continue;
+                    };
+                    let v = get(run);
+                    let x = gx + bw / 2.0 + k as f64 * bw;
+                    if v.is_finite() && v >= 10f64.powf(d0) {
+                        let y = py(v);
+                        let _ = writeln!(
+                            s,
+                            r#"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>"#,
+                            x + 2.0,
+                            bw - 4.0,
+                            bottom - y
+                        );
+                    }
+                    let p50 = run.deliveries.p50_ms;
+                    if m == 0 && p50.is_finite() && p50 >= 10f64.powf(d0) {
+                        let _ = writeln!(
+                            s,
+                            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{2:.1}" y2="{1:.1}" stroke="#222" stroke-width="2"/>"##,
+                            x + 2.0,
+                            py(p50),
+                            x + bw - 2.0
+                        );
+                    }
+                    let label = if v.is_finite() { fmt(v) } else { "–".into() };
+                    let ly = if v.is_finite() && v >= 10f64.powf(d0) {
+                        py(v) - 4.0
+                    } else {
+                        bottom - 4.0
+                    };
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{:.1}" y="{ly:.1}" font-size="11" text-anchor="middle">{label}</text>"#,
+                        x + bw / 2.0
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#888"/>"##
+            );
+        }
+        s.push_str("</svg>\n");
+        Some(s)
     }
 
     /// Latency percentiles (log) against offered deliveries/s (log).
