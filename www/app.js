@@ -84,6 +84,8 @@
  *     more room messages were missed than it keeps; the page then says so
  *     in the timeline. Deletions made while away are not replayed (the
  *     contract's choice); a reload shows the exact current view.
+ *     Long polling does the same with /poll and /poll?after=<last seq>, and
+ *     a switch between the two transports is a reconnect like any other.
  *   - The last seq is also kept in localStorage, per name. A page load uses
  *     it only to mark where the reader left off: the messages after it get a
  *     "New since your last visit" divider instead of "You joined at…".
