@@ -86,8 +86,9 @@
 //! No lock is held across socket I/O, nor across Redis I/O except the one
 //! marked (which exists to order Redis I/O and is never taken under another
 //! lock). The group commit (`Store::commit`, on the fan-out thread) holds
-//! no lock while Redis works. A lock may be taken while holding one *above* it in this table,
-//! never one below: that order is what rules out deadlocks.
+//! no lock while Redis works, and no store is called under the hub lock.
+//! A lock may be taken while holding one *above* it in this table, never
+//! one below: that order is what rules out deadlocks.
 //!
 //! | # | lock | guards | taken by |
 //! |---|------|--------|----------|
@@ -95,11 +96,11 @@
 //! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, pollers, who is online here and elsewhere, the room history, the mode, mutes and bans, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), `pollers`, the HTTP threads (polls, counts); a joining read pump waits on `stored` for a private message to it being stored, a held long poll for the next delivery |
 //! | 3 | `fanout::FanOut::queue` + condvar `ready` | work accepted, not yet stored and sent | the hub (under 2) appends; `fan-out` takes the whole queue |
 //! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
-//! | 3 | `store::memory::MemoryStore::inner` | sessions, users, inboxes | the hub (under 2) for inbox writes; HTTP threads for sessions |
-//! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis | the hub (under 2) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `flush` waits |
+//! | 3 | `store::memory::MemoryStore::inner` | sessions, claims, inboxes, conversations, moderation, files | `fan-out` (the commit), read pumps and HTTP threads (reads, sessions), never under the hub lock |
+//! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis (an outage) | `fan-out` (a commit during an outage) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `take_inbox` (under 1); `flush` waits |
 //! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
-//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers` | outage start; sessions known here; idle read connections | any thread using the Redis store, briefly, one at a time |
-//! | 4 | `poll::PollLimits` `polls`, `typing`; `files::UploadCounts`; `hub::Hub::rates` | rate limits: polls and uploads per session, messages per name | read pumps and HTTP threads, to take a token, holding no other lock |
+//! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers`, `RedisStore::files` | outage start; sessions known here; idle connections; downloaded files' bytes | any thread using the Redis store, briefly, one at a time |
+//! | 4 | `poll::PollLimits` `polls`, `typing`; `files::UploadCounts`; `hub::Hub::rates`, `hub::Hub::upgrades` | rate limits: polls and uploads per session, messages per name, WebSocket upgrades per session | read pumps and HTTP threads, to take a token, holding no other lock |
 //! | 4 | `guard::Guard` `open`, `sessions`, `refused` | connections and new sessions per client address; refusals to log | the accepting thread and connection threads, for one lookup |
 //! | 4 | `names::HASHING` | that one password hash runs at a time | HTTP threads (login, `/password`), holding no other lock while hashing |
 //!
