@@ -218,6 +218,8 @@ pub fn download(request: &Request, hub: &Hub, socket: &TcpStream) -> Response {
         return Response::text(404, "no such file (it may have been removed to make room)");
     };
     let _ = socket.set_write_timeout(Some(DOWNLOAD_WRITE_WAIT));
+    // Megabytes to write: the chat's threads go first.
+    crate::names::lower_priority();
     let response = match image_type(&bytes) {
         Some(image) => Response::new(200, image, Vec::new()),
         None => {

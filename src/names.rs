@@ -116,11 +116,12 @@ pub fn password_matches(password: &str, hash: &str) -> bool {
         .is_ok()
 }
 
-/// Lets the chat's threads run first while this one hashes: on Linux a
-/// thread has its own nice value, and this thread only serves one login
-/// (it ends with its request), so nothing needs restoring. Elsewhere the
-/// call would change the whole process: it is not made.
-fn lower_priority() {
+/// Lets the chat's threads run first while this one works (a password
+/// hash, a file download): on Linux a thread has its own nice value, and
+/// such a thread serves one request (it ends with it), so nothing needs
+/// restoring. Elsewhere the call would change the whole process: it is not
+/// made.
+pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call; on Linux `who = 0` is the calling thread.
     unsafe {

@@ -11,6 +11,8 @@
 //! | saturation | the most deliveries/s the server keeps with p99 ≤ 100 ms | the same 1,000 clients; load steps of rising rate (1 s warm-up, 3 s window, each sender ≤ 15 msg/s, more senders as needed); a step passes with p99 ≤ 100 ms, ≤ 0.1 % lost and no client dropped; stops at the first failure; the result is the highest delivered rate of a passing step |
 //! | fixed load and saturation with Redis | what storing in Redis costs | both of the above against lanchat `--redis` (a throwaway `redis-server` on the server core), next to the memory store's numbers, with the ratios (lanchat only) |
 //! | login flood | whether password hashing slows the room | the fixed load on a fresh server, without then during 200 logins with passwords (argon2id), 64 in flight (lanchat only) |
+//! | held polls | whether held long polls slow the room | the fixed load on a fresh server with 500 long polls held (50 sessions, one TCP connection each); polls held, server threads (lanchat only) |
+//! | downloads | whether big downloads slow the room or grow memory | the fixed load on a fresh server while 30 clients download a 10 MiB file over and over; server RSS before / after the upload / most during (lanchat only) |
 //! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
 //! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; then 200 joins with `?after=` the latest seq (nothing missed); memory store and Redis |
 //! | cluster | deliveries and latency across servers | two lanchat servers on one Redis (both on the server core), 500 clients on each; 5 senders × 2 msg/s on each (20,000 deliveries/s) for 10 s; latency and lost split into "same server" and "across servers" (lanchat only) |
@@ -20,10 +22,11 @@
 //! the output folder (default `target/bench` of the lanchat checkout).
 //! Usage: `lanchat-bench [--server PATH] [--reference PATH] [--out DIR]
 //! [--quick] [--only lanchat|reference]
-//! [--scenarios fanout,fanout-redis,logins,idle,join,cluster,transports]
+//! [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,join,cluster,transports]
 //! [--server-wrapper 'perf record -g -o F --']`.
 
 mod client;
+mod held;
 mod load;
 mod logins;
 mod procs;
@@ -50,10 +53,12 @@ const SATURATION_LOADS: [f64; 17] = [
 const SATURATION_BUDGET: Duration = Duration::from_secs(150);
 
 /// Every scenario, in the order they run (the default list).
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
     "fanout",
     "fanout-redis",
     "logins",
+    "polls",
+    "downloads",
     "idle",
     "join",
     "cluster",
@@ -136,7 +141,7 @@ fn options() -> Options {
 
 fn usage(why: &str) -> ! {
     eprintln!(
-        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,logins,idle,join,cluster,transports]\n       [--server-wrapper 'perf record -g -o FILE --']"
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,join,cluster,transports]\n       [--server-wrapper 'perf record -g -o FILE --']"
     );
     std::process::exit(2)
 }
@@ -160,6 +165,10 @@ pub struct ServerResults {
     pub cluster: Option<ClusterStep>,
     /// The fixed load during a flood of password logins (lanchat only).
     pub logins: Option<logins::LoginFlood>,
+    /// The fixed load with 500 long polls held (lanchat only).
+    pub polls: Option<held::Polls>,
+    /// The fixed load during 30 downloads of a 10 MiB file (lanchat only).
+    pub downloads: Option<held::Downloads>,
     /// Short polling, long polling and WebSocket (lanchat only).
     pub transports: Option<transports::Transports>,
 }
@@ -333,6 +342,31 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
             && let Some(server) = start()
         {
             lanchat.logins = login_flood(o, server, epoch).await;
+        }
+        if scenario("polls")
+            && let Some(server) = start()
+        {
+            lanchat.polls = with_fixed_clients(o, server, epoch, "polls", async |s, c, w| {
+                let polls = held::polls(s, c, w).await;
+                if let Some(p) = &polls {
+                    log(&format!("polls: {}", report::polls_line(p)));
+                }
+                polls
+            })
+            .await;
+        }
+        if scenario("downloads")
+            && let Some(server) = start()
+        {
+            lanchat.downloads =
+                with_fixed_clients(o, server, epoch, "downloads", async |s, c, w| {
+                    let downloads = held::downloads(s, c, w).await;
+                    if let Some(d) = &downloads {
+                        log(&format!("downloads: {}", report::downloads_line(d)));
+                    }
+                    downloads
+                })
+                .await;
         }
         if scenario("idle") {
             idle(o, start, &mut lanchat, epoch).await;
@@ -565,6 +599,48 @@ async fn login_flood(o: &Options, server: Server, epoch: Instant) -> Option<logi
     clients.close();
     server.stop();
     Some(flood)
+}
+
+/// Opens the fixed load's clients on `server`, runs `run` with them and the
+/// fixed load's window, then closes them and stops the server.
+async fn with_fixed_clients<T>(
+    o: &Options,
+    server: Server,
+    epoch: Instant,
+    name: &str,
+    run: impl AsyncFnOnce(&Server, &Clients, Duration) -> Option<T>,
+) -> Option<T> {
+    log(&format!(
+        "{}: {name}: opening {} clients",
+        server.label, o.clients
+    ));
+    let stats = Stats::new(epoch);
+    let clients = match Clients::open(
+        server.addr,
+        o.clients,
+        1,
+        "c",
+        stats,
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(clients) => clients,
+        Err(e) => {
+            log(&format!("{}: cannot open the clients: {e}", server.label));
+            server.stop();
+            return None;
+        }
+    };
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
+        .await;
+    let window = Duration::from_secs(if o.quick { 3 } else { 10 });
+    let out = run(&server, &clients, window).await;
+    clients.close();
+    server.stop();
+    out
 }
 
 /// RSS and threads of a fresh server with each of `o.idle` connections open.

@@ -142,6 +142,39 @@ fn after_note(j: &Joins) -> &'static str {
     }
 }
 
+/// The held polls, for the progress log.
+pub fn polls_line(p: &crate::held::Polls) -> String {
+    format!(
+        "fixed load with {} long polls held ({} sessions): {}; held {} at start, {} at end, fewest {}; {} answered, {} failed; {} server threads",
+        p.polls,
+        p.sessions,
+        step_line(&p.during_polls),
+        p.held_at_start,
+        p.held_at_end,
+        p.held_min,
+        p.answered,
+        p.failed,
+        p.server_threads
+    )
+}
+
+/// The downloads, for the progress log.
+pub fn downloads_line(d: &crate::held::Downloads) -> String {
+    format!(
+        "fixed load during {} downloads of {} MiB: {}; {} complete, {} failed, {:.0} MiB/s; RSS {} KiB before, {} after upload, {} most during: growth {:.2} × the file",
+        d.downloaders,
+        d.file_bytes / (1024 * 1024),
+        step_line(&d.during_downloads),
+        d.complete,
+        d.failed,
+        d.mib_per_s,
+        d.rss_before_kib,
+        d.rss_after_upload_kib,
+        d.rss_max_during_kib,
+        d.growth_ratio
+    )
+}
+
 /// The login flood, for the progress log.
 pub fn logins_line(f: &LoginFlood) -> String {
     let others: Vec<String> = f
@@ -440,6 +473,55 @@ impl Report {
                 f.login_max_ms,
                 f.all_logins_s,
                 mark(Some(f.ok_303 == f.logins))
+            );
+        }
+        if let Some(p) = &l.polls {
+            let fanout = l.fanout.fixed.as_ref().map_or(String::new(), |f| {
+                format!(" (p99 of `fanout`: {:.2})", f.deliveries.p99_ms)
+            });
+            let _ = writeln!(
+                t,
+                "| fixed load with {} long polls held: p50 / p90 / p99 / max (ms) | {}{} | n/a | | p99 ≤ {} ms | {} |",
+                p.polls,
+                pcts(Some(&p.during_polls)),
+                fanout,
+                crate::held::P99_TARGET_MS,
+                mark(Some(p.p99_met))
+            );
+            let _ = writeln!(
+                t,
+                "| the {} long polls: held at start / end / fewest; answered, failed; server threads | {} / {} / {}; {}, {}; {} | n/a | | all held | {} |",
+                p.polls,
+                p.held_at_start,
+                p.held_at_end,
+                p.held_min,
+                p.answered,
+                p.failed,
+                p.server_threads,
+                mark(Some(p.held_min >= p.polls && p.failed == 0))
+            );
+        }
+        if let Some(d) = &l.downloads {
+            let _ = writeln!(
+                t,
+                "| fixed load during {} downloads of a {} MiB file: p50 / p90 / p99 / max (ms) | {} | n/a | | p99 ≤ {} ms | {} |",
+                d.downloaders,
+                d.file_bytes / (1024 * 1024),
+                pcts(Some(&d.during_downloads)),
+                crate::held::P99_TARGET_MS,
+                mark(Some(d.p99_met))
+            );
+            let _ = writeln!(
+                t,
+                "| the downloads: complete, failed, MiB/s; server RSS before / after upload / most during (MiB); growth ÷ file size | {}, {}, {:.0}; {:.1} / {:.1} / {:.1}; {:.2} | n/a | | growth ≤ 1 × the file | {} |",
+                d.complete,
+                d.failed,
+                d.mib_per_s,
+                d.rss_before_kib as f64 / 1024.0,
+                d.rss_after_upload_kib as f64 / 1024.0,
+                d.rss_max_during_kib as f64 / 1024.0,
+                d.growth_ratio,
+                mark(Some(d.growth_met))
             );
         }
         fn idle_at(s: &ServerResults, n: usize) -> Option<&crate::Idle> {
