@@ -168,6 +168,9 @@ struct Room {
     last_said: HashMap<String, Instant>,
     /// Sessions reading by polling, by session id (see [`Poller`]).
     pollers: HashMap<String, Poller>,
+    /// The seq of the last private message delivered to or from each name
+    /// (so a held poll knows, without reading the store, that one is for it).
+    last_private: HashMap<String, u64>,
     /// Shutting down: held polls answer at once.
     stopping: bool,
 }
@@ -278,6 +281,7 @@ impl Hub {
                     };
                     deliveries.extend(room.delivery(&frame, to));
                     room.delivered = room.delivered.max(message.seq);
+                    room.note_private(&message);
                     self.publish(Event::Private { message, inboxed });
                 }
                 (Write::Delete { id }, _) => {
@@ -711,10 +715,14 @@ impl Hub {
                 };
                 break serde_json::to_string(&answer).expect("poll answers serialize");
             }
-            // Nothing yet: sleep until something is delivered (or the end).
-            let seen = room.delivered;
+            // Nothing yet: sleep until something for this name is delivered
+            // (or the end). Every delivery wakes every held poll, but the
+            // check is this closure, under the lock, with no store read:
+            // a poll goes back to sleep for a message that is not its.
             drop(crate::wait_until(&self.stored, room, deadline, |room| {
-                room.delivered > seen || room.stopping
+                room.stopping
+                    || room.history.back().is_some_and(|m| m.seq > since)
+                    || room.last_private.get(name).is_some_and(|seq| *seq > since)
             }));
         };
         // What waited in the inbox has been returned now.
@@ -740,6 +748,9 @@ impl Hub {
                 .collect();
             for id in gone {
                 if let Some(poller) = room.pollers.remove(&id) {
+                    if !room.pollers.values().any(|p| p.name == poller.name) {
+                        room.last_private.remove(&poller.name);
+                    }
                     room.count_down(&poller.name, out);
                     self.publish(room.presence_event(&poller.name));
                 }
@@ -784,6 +795,7 @@ impl Hub {
         self.update(|room, out| {
             out.extend(room.delivery(&frame, to).map(Work::Deliver));
             room.delivered = room.delivered.max(message.seq);
+            room.note_private(&message);
             if !inboxed && !room.is_online(&message.to) {
                 out.push(Work::Store(Write::Inbox(message.clone()), None));
             }
@@ -1164,6 +1176,16 @@ impl Room {
             None => c.name != from,
         };
         out.extend(self.delivery(&frame, recipients).map(Work::Deliver));
+    }
+
+    /// Notes a private message delivered, for held polls of its two names
+    /// (only names being polled: the map stays as small as the pollers).
+    fn note_private(&mut self, message: &PrivateMessage) {
+        for name in [&message.from, &message.to] {
+            if self.pollers.values().any(|p| p.name == *name) {
+                self.last_private.insert(name.clone(), message.seq);
+            }
+        }
     }
 
     /// Tells everyone the mode.
