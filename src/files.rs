@@ -24,12 +24,10 @@
 use crate::http::{Body, Request, Response};
 use crate::hub::Hub;
 use crate::protocol::FileRef;
-use crate::rate::RateLimit;
+use crate::rate::RateLimits;
 use crate::session;
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Time an upload gets before its body must flow at the minimum rate.
@@ -54,20 +52,15 @@ pub struct FileLimits {
     pub cap: u64,
 }
 
-/// Uploads per session (accepted ones count).
-#[derive(Default)]
-pub struct UploadCounts(Mutex<HashMap<String, RateLimit>>);
+/// Uploads per session.
+pub struct UploadCounts(RateLimits<String>);
 
-impl UploadCounts {
-    fn allow(&self, session: &str) -> bool {
-        let mut counts = crate::lock(&self.0);
-        if counts.len() > 10_000 {
-            counts.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(120));
-        }
-        counts
-            .entry(session.to_string())
-            .or_insert_with(|| RateLimit::new(UPLOADS_PER_MINUTE / 60.0, UPLOADS_PER_MINUTE))
-            .allow()
+impl Default for UploadCounts {
+    fn default() -> Self {
+        UploadCounts(RateLimits::new(
+            UPLOADS_PER_MINUTE / 60.0,
+            UPLOADS_PER_MINUTE,
+        ))
     }
 }
 
@@ -99,7 +92,7 @@ pub fn upload(
         let mib = limits.max_upload / (1024 * 1024);
         return Response::text(413, &format!("the file is larger than {mib} MiB"));
     }
-    if !counts.allow(&session.id) {
+    if !counts.0.allow(&session.id) {
         let why = format!("at most {UPLOADS_PER_MINUTE} uploads a minute");
         return Response::text(429, &why);
     }

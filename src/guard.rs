@@ -17,7 +17,7 @@
 //! accepting thread takes `open`, and never waits on anything else.
 
 use crate::http::{Request, Response};
-use crate::rate::RateLimit;
+use crate::rate::RateLimits;
 use log::warn;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Refused connections are counted, and logged at most this often.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// Addresses whose new sessions are tracked; past it, idle ones go.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 pub struct Guard {
     /// Host names answered (lowercase, without brackets), any port.
@@ -38,7 +36,7 @@ pub struct Guard {
     /// Open connections per client address.
     open: Mutex<HashMap<IpAddr, usize>>,
     /// New sessions per client address.
-    sessions: Mutex<HashMap<IpAddr, RateLimit>>,
+    sessions: RateLimits<IpAddr>,
     /// Refusals since the last log line, and when it was.
     refused: Mutex<(u64, Instant)>,
 }
@@ -67,7 +65,7 @@ impl Guard {
             hosts_with_port: with_port,
             max_per_address,
             open: Mutex::default(),
-            sessions: Mutex::default(),
+            sessions: RateLimits::new(max_per_address as f64 / 60.0, max_per_address as f64),
             refused: Mutex::new((0, Instant::now())),
         }
     }
@@ -130,14 +128,7 @@ impl Guard {
         if max == 0 {
             return true;
         }
-        let mut sessions = crate::lock(&self.sessions);
-        if sessions.len() >= MAX_TRACKED_ADDRESSES && !sessions.contains_key(&ip) {
-            sessions.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(60));
-        }
-        sessions
-            .entry(ip)
-            .or_insert_with(|| RateLimit::new(max as f64 / 60.0, max as f64))
-            .allow()
+        self.sessions.allow(&ip)
     }
 
     /// Counts a refused connection or request; logs a summary now and then.

@@ -33,7 +33,7 @@ use crate::protocol::{
     AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
     Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
 };
-use crate::rate::RateLimit;
+use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -55,8 +55,6 @@ pub trait EventSink: Send + Sync {
 /// gets in at once.
 const UPGRADE_BURST: f64 = 150.0;
 const UPGRADES_PER_SEC: f64 = 10.0;
-/// Names whose message rate is tracked at once; past it, idle ones go.
-const MAX_TRACKED_RATES: usize = 10_000;
 
 /// Close codes of the contract: a host kicked (or banned) the name, or
 /// released it.
@@ -80,9 +78,9 @@ pub struct Hub {
     fan_out: Arc<FanOut<Work>>,
     /// Each name's message rate, all its connections and polls together
     /// (its own lock: taken for every text frame, never with another).
-    rates: Mutex<HashMap<String, RateLimit>>,
+    rates: RateLimits<String>,
     /// Each session's WebSocket upgrades (its own lock too).
-    upgrades: Mutex<HashMap<String, RateLimit>>,
+    upgrades: RateLimits<String>,
 }
 
 /// What the hub hands the fan-out thread, in the order it decided.
@@ -197,8 +195,8 @@ impl Hub {
             store,
             events,
             fan_out: Arc::new(FanOut::default()),
-            rates: Mutex::default(),
-            upgrades: Mutex::default(),
+            rates: RateLimits::new(RATE_PER_SEC, RATE_BURST),
+            upgrades: RateLimits::new(UPGRADES_PER_SEC, UPGRADE_BURST),
         }
     }
 
@@ -455,28 +453,13 @@ impl Hub {
     /// Whether `session` may open one more WebSocket now: a reconnect loop
     /// costs one upgrade at a time, not thousands of threads.
     pub fn allow_upgrade(&self, session: &str) -> bool {
-        let mut upgrades = crate::lock(&self.upgrades);
-        if upgrades.len() >= MAX_TRACKED_RATES && !upgrades.contains_key(session) {
-            upgrades.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(30));
-        }
-        upgrades
-            .entry(session.to_string())
-            .or_insert_with(|| RateLimit::new(UPGRADES_PER_SEC, UPGRADE_BURST))
-            .allow()
+        self.upgrades.allow(&session.to_string())
     }
 
     /// Whether `name` may send one more frame now (the message rate, per
     /// name: opening more connections does not raise it).
     pub fn allow_message(&self, name: &str) -> bool {
-        let mut rates = crate::lock(&self.rates);
-        if rates.len() >= MAX_TRACKED_RATES && !rates.contains_key(name) {
-            // An idle bucket is full again: forgetting it changes nothing.
-            rates.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(5));
-        }
-        rates
-            .entry(name.to_string())
-            .or_insert_with(RateLimit::messages)
-            .allow()
+        self.rates.allow(&name.to_string())
     }
 
     /// Does what a client frame asks, for a connection (or a `POST /say`)

@@ -100,8 +100,8 @@
 //! | 3 | `store::redis` `Shared::pending` + condvar `changed` | writes accepted, not yet in Redis (an outage) | `fan-out` (a commit during an outage) and HTTP threads queue; `redis-writer` (under 1) takes and forgets; `take_inbox` (under 1); `flush` waits |
 //! | 3 | `outbox::Outbox` `state` | one connection's queue; that one thread at a time writes its socket | `fan-out`, its read pump, its write pump; the hub (under 2) only to queue a joiner's first frames |
 //! | 4 | `store::redis` `Shared::outage`, `Shared::cache`, `RedisStore::readers`, `RedisStore::files` | outage start; sessions known here; idle connections; downloaded files' bytes | any thread using the Redis store, briefly, one at a time |
-//! | 4 | `poll::PollLimits` `polls`, `typing`; `files::UploadCounts`; `hub::Hub::rates`, `hub::Hub::upgrades` | rate limits: polls and uploads per session, messages per name, WebSocket upgrades per session | read pumps and HTTP threads, to take a token, holding no other lock |
-//! | 4 | `guard::Guard` `open`, `sessions`, `refused` | connections and new sessions per client address; refusals to log | the accepting thread and connection threads, for one lookup |
+//! | 4 | each `rate::RateLimits` (`Hub::rates`, `Hub::upgrades`, `PollLimits`, `UploadCounts`, `Guard::sessions`) | token buckets: messages per name; upgrades, polls, typing and uploads per session; new sessions per address | read pumps and HTTP threads, to take a token, holding no other lock |
+//! | 4 | `guard::Guard` `open`, `refused` | open connections per client address; refusals to log | the accepting thread and connection threads, for one lookup |
 //! | 4 | `names::HASHING` | that one password hash runs at a time | HTTP threads (login, `/password`), holding no other lock while hashing |
 //!
 //! Locks on the same row level are never held together. Each module's own

@@ -25,11 +25,10 @@
 use crate::http::{Request, Response};
 use crate::hub::Hub;
 use crate::protocol::{ClientError, ClientFrame, ErrorCode, parse_client_frame};
-use crate::rate::{RateLimit, rate_limited};
+use crate::rate::{RateLimits, TYPING_EVERY, rate_limited};
 use crate::session;
 use crate::store::Session;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest long poll a client may ask for (`wait`), in seconds.
@@ -42,28 +41,19 @@ pub const POLLER_IDLE_HEARTBEATS: u32 = 2;
 /// Longest a `POST /say` waits for its message to be stored: more than the
 /// store's timeout, so a slow store answers instead of timing out here.
 const SAY_WAIT: Duration = Duration::from_secs(5);
-/// Rate limits remembered, per map: past this, the idle ones are dropped.
-const MAX_TRACKED_SESSIONS: usize = 10_000;
 
-/// The per-session rate limits of polling (polls, and messages said).
-#[derive(Default)]
+/// The per-session rate limits of polling (polls, and typing notices).
 pub struct PollLimits {
-    polls: Mutex<HashMap<String, RateLimit>>,
-    typing: Mutex<HashMap<String, RateLimit>>,
+    polls: RateLimits<String>,
+    typing: RateLimits<String>,
 }
 
-impl PollLimits {
-    fn allow(
-        map: &Mutex<HashMap<String, RateLimit>>,
-        session: &str,
-        new: fn() -> RateLimit,
-    ) -> bool {
-        let mut map = crate::lock(map);
-        if map.len() >= MAX_TRACKED_SESSIONS && !map.contains_key(session) {
-            // A full bucket after a few idle seconds is the same as a new one.
-            map.retain(|_, rate| rate.last_used().elapsed() < Duration::from_secs(10));
+impl Default for PollLimits {
+    fn default() -> Self {
+        PollLimits {
+            polls: RateLimits::new(POLLS_PER_SEC, POLLS_PER_SEC),
+            typing: RateLimits::new(1.0 / TYPING_EVERY.as_secs_f64(), 1.0),
         }
-        map.entry(session.to_string()).or_insert_with(new).allow()
     }
 }
 
@@ -101,9 +91,7 @@ pub fn poll(request: &Request, hub: &Hub, limits: &PollLimits, host_key: &str) -
             return error(400, bad(&format!("wait is 0 to {MAX_WAIT_SECS} seconds")));
         }
     };
-    if !PollLimits::allow(&limits.polls, &session.id, || {
-        RateLimit::new(POLLS_PER_SEC, POLLS_PER_SEC)
-    }) {
+    if !limits.polls.allow(&session.id) {
         let why = format!("At most {POLLS_PER_SEC} polls a second.");
         return error(429, ClientError::new(ErrorCode::RateLimited, why));
     }
@@ -138,9 +126,7 @@ pub fn say(request: &Request, hub: &Hub, limits: &PollLimits, host_key: &str) ->
         ClientFrame::Say { .. } | ClientFrame::Whisper { .. } => {
             say_message(hub, &session, host, frame)
         }
-        ClientFrame::Typing { .. }
-            if !PollLimits::allow(&limits.typing, &session.id, RateLimit::typing) =>
-        {
+        ClientFrame::Typing { .. } if !limits.typing.allow(&session.id) => {
             Response::new(204, "text/plain; charset=utf-8", Vec::new()) // dropped
         }
         other => match hub.handle(&session, host, other, None) {

@@ -5,7 +5,48 @@
 //! lock table in `src/lib.rs`).
 
 use crate::protocol::{ClientError, ErrorCode};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Keys (sessions, names, addresses) whose buckets are kept at once; past
+/// it, the idle ones are dropped.
+const MAX_TRACKED_KEYS: usize = 10_000;
+/// A bucket unused this long is full again: forgetting it changes nothing
+/// (every limit here refills within it).
+const IDLE_FORGET: Duration = Duration::from_secs(120);
+
+/// One bucket per key (a session, a name, a client address), behind its own
+/// mutex, held only to take a token. Bounded: a client cannot grow it
+/// without end by inventing keys.
+pub struct RateLimits<K> {
+    buckets: Mutex<HashMap<K, RateLimit>>,
+    per_sec: f64,
+    burst: f64,
+}
+
+impl<K: Hash + Eq + Clone> RateLimits<K> {
+    pub fn new(per_sec: f64, burst: f64) -> RateLimits<K> {
+        RateLimits {
+            buckets: Mutex::default(),
+            per_sec,
+            burst,
+        }
+    }
+
+    /// Takes a token from `key`'s bucket: false when it is empty.
+    pub fn allow(&self, key: &K) -> bool {
+        let mut buckets = crate::lock(&self.buckets);
+        if buckets.len() >= MAX_TRACKED_KEYS && !buckets.contains_key(key) {
+            buckets.retain(|_, rate| rate.last_used().elapsed() < IDLE_FORGET);
+        }
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| RateLimit::new(self.per_sec, self.burst))
+            .allow()
+    }
+}
 
 /// Messages a name may send: 20 a second on average, bursts of up to 40
 /// (all its connections and polls on one server together).
@@ -24,11 +65,6 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// The message rate of the contract: [`RATE_PER_SEC`], bursts of [`RATE_BURST`].
-    pub fn messages() -> RateLimit {
-        RateLimit::new(RATE_PER_SEC, RATE_BURST)
-    }
-
     /// One typing notice per [`TYPING_EVERY`].
     pub fn typing() -> RateLimit {
         RateLimit::new(1.0 / TYPING_EVERY.as_secs_f64(), 1.0)
@@ -76,7 +112,7 @@ mod tests {
 
     #[test]
     fn rate_limit_allows_bursts_then_the_rate() {
-        let mut rate = RateLimit::messages();
+        let mut rate = RateLimit::new(RATE_PER_SEC, RATE_BURST);
         assert_eq!(
             (0..60).filter(|_| rate.allow()).count(),
             RATE_BURST as usize
