@@ -338,8 +338,7 @@ impl RedisStore {
 
     fn queue(&self, add: impl FnOnce(&mut Pending, u64)) {
         let mut pending = lock(&self.shared.pending);
-        let ticket = pending.next_ticket;
-        pending.next_ticket += 1;
+        let ticket = pending.ticket();
         add(&mut pending, ticket);
         self.shared.changed.notify_all();
     }
@@ -417,8 +416,7 @@ impl RedisStore {
     fn commit_later(&self, writes: &mut [Write]) {
         for write in writes.iter_mut() {
             let append = |pending: &mut Pending, key: String, id: &str, json: String, keep| {
-                let ticket = pending.next_ticket;
-                pending.next_ticket += 1;
+                let ticket = pending.ticket();
                 let list = pending.appends.entry(key).or_default();
                 if list.len() == keep {
                     list.pop_front(); // would be trimmed away anyway
@@ -481,8 +479,7 @@ impl RedisStore {
                     if let Some(history) = pending.appends.get_mut(HISTORY_KEY) {
                         history.retain(|(_, append)| append.id != *id);
                     }
-                    let ticket = pending.next_ticket;
-                    pending.next_ticket += 1;
+                    let ticket = pending.ticket();
                     pending.deletes.push_back((ticket, id.clone()));
                 }
                 Write::Clear => {
@@ -968,6 +965,13 @@ impl Cache {
 }
 
 impl Pending {
+    /// The next write's ticket (tickets increase: the writer forgets up to
+    /// the last one it wrote).
+    fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket - 1
+    }
+
     fn len(&self) -> usize {
         self.records.len()
             + self.deletes.len()
