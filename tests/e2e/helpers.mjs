@@ -9,6 +9,8 @@
 //   while a real hang still fails instead of stalling.
 
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach } from 'node:test';
 import { createServer } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -294,4 +296,42 @@ export function timelineOutline(page) {
         .map((child) => child.textContent)
         .join('');
     }));
+}
+
+// The set-up of a test file whose tests need a host: one browser for the
+// file; for each test a fresh server started with `hostKey`, and the pages
+// of its people closed after it (scripts that threw, or an alert() or
+// confirm(), fail the test). Call it at the top of the file; use the
+// returned `person()`, `host()` and `chat.server`.
+export function hostedChat(hostKey) {
+  const chat = { browser: null, server: null, pages: [] };
+  before(async () => {
+    chat.browser = await launchBrowser();
+  });
+  after(async () => {
+    await chat.browser?.close();
+  });
+  beforeEach(async () => {
+    chat.pages = [];
+    chat.server = await startServer({ hostKey });
+  });
+  afterEach(async () => {
+    const problems = chat.pages.flatMap((page) => page.problems);
+    await Promise.all(chat.pages.map((page) => page.context().close()));
+    await chat.server.stop();
+    assert.deepEqual(problems, []);
+  });
+  // A new person (browser context) whose page is closed after the test.
+  chat.person = async (viewport = DESKTOP) => {
+    const page = await newPerson(chat.browser, viewport);
+    chat.pages.push(page);
+    return page;
+  };
+  // The teacher's page: the host link, then the login form.
+  chat.host = async (name = 'Teacher', viewport = DESKTOP) => {
+    const page = await chat.person(viewport);
+    await logInAsHost(page, chat.server, name);
+    return page;
+  };
+  return chat;
 }

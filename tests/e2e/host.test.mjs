@@ -7,54 +7,18 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DESKTOP,
-  launchBrowser, logIn, logInAsHost, messageTexts, messageWithText, newPerson, say, screenshot, startServer,
+  logIn, logInAsHost, messageTexts, messageWithText, say, screenshot, hostedChat,
 } from './helpers.mjs';
 
 // Long enough for --host-key (16 or more letters, digits, - or _).
 const HOST_KEY = 'e2e-host-key-0123456789abcdefABCDEF';
 
-let browser;
-let server;
-let pages;
-
-// A new person (browser context) whose page is closed after the test.
-async function person(viewport = DESKTOP) {
-  const page = await newPerson(browser, viewport);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer({ hostKey: HOST_KEY });
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert() or confirm(), fail the test.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
-
-// The teacher's page: the host link, then the login form.
-async function host(name = 'Teacher', viewport = DESKTOP) {
-  const page = await person(viewport);
-  await logInAsHost(page, server, name);
-  return page;
-}
+const chat = hostedChat(HOST_KEY);
+const { person, host } = chat;
 
 // The host menu next to `name` in the people list, opened.
 async function openPersonMenu(page, name) {
@@ -70,7 +34,7 @@ const sendButton = (page) => page.locator('#composer .send');
 test('a host mutes a student: the student\'s line says until when, and the student cannot send', async () => {
   const teacher = await host();
   const bob = await person();
-  await logIn(bob, server, 'bob');
+  await logIn(bob, chat.server, 'bob');
 
   // Everyone sees who the host is; only the host has the tools.
   await bob.locator('#user-list li', { hasText: 'Teacher' }).locator('.host-badge').waitFor();
@@ -125,8 +89,8 @@ test('a host deletes a student\'s message with the keyboard, and it disappears f
   const teacher = await host();
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'something rude');
   await say(alice, 'something fine');
   await messageWithText(bob, 'something fine');
@@ -182,9 +146,9 @@ test('kicked, banned or released, a student lands on the login form, which says 
   const bob = await person();
   const carol = await person();
   const dave = await person();
-  await logIn(bob, server, 'bob');
-  await logIn(carol, server, 'carol');
-  await logIn(dave, server, 'dave');
+  await logIn(bob, chat.server, 'bob');
+  await logIn(carol, chat.server, 'carol');
+  await logIn(dave, chat.server, 'dave');
 
   // Two clicks: the first arms the item, which then says what it will do.
   let menu = await openPersonMenu(teacher, 'bob');
@@ -212,6 +176,6 @@ test('kicked, banned or released, a student lands on the login form, which says 
   await dave.locator('#login-error', { hasText: /banned/i }).waitFor();
   await teacher.getByRole('button', { name: 'Unban dave' }).click();
   await teacher.locator('#banned-list li', { hasText: 'Nobody' }).waitFor();
-  await Promise.all([dave.waitForURL(`${server.url}/`), dave.click('button[type="submit"]')]);
+  await Promise.all([dave.waitForURL(`${chat.server.url}/`), dave.click('button[type="submit"]')]);
   await dave.locator('#status[data-state="online"]').waitFor();
 });

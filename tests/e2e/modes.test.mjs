@@ -6,54 +6,18 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DESKTOP, PHONE, WAIT_MS,
-  launchBrowser, logIn, logInAsHost, messageWithText, newPerson, say, screenshot, startServer,
+  logIn, logInAsHost, messageWithText, say, screenshot, hostedChat,
 } from './helpers.mjs';
 
 // Long enough for --host-key (16 or more letters, digits, - or _).
 const HOST_KEY = 'e2e-host-key-0123456789abcdefABCDEF';
 
-let browser;
-let server;
-let pages;
-
-// A new person (browser context) whose page is closed after the test.
-async function person(viewport = DESKTOP) {
-  const page = await newPerson(browser, viewport);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer({ hostKey: HOST_KEY });
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert() or confirm(), fail the test.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
-
-// The teacher's page: the host link, then the login form.
-async function host(name = 'Teacher', viewport = DESKTOP) {
-  const page = await person(viewport);
-  await logInAsHost(page, server, name);
-  return page;
-}
+const chat = hostedChat(HOST_KEY);
+const { person, host } = chat;
 
 const modeLine = (page) => page.locator('#composer-mode');
 const sendButton = (page) => page.locator('#composer .send');
@@ -61,7 +25,7 @@ const sendButton = (page) => page.locator('#composer .send');
 test('a host turns announce-only on and off: the student sees why it cannot send, then can again', async () => {
   const teacher = await host();
   const bob = await person();
-  await logIn(bob, server, 'bob');
+  await logIn(bob, chat.server, 'bob');
 
   await teacher.locator('#mode-announce').check();
   await modeLine(bob).filter({ hasText: 'Only the host can write to everyone' }).waitFor();
@@ -86,8 +50,8 @@ test('slow mode counts down, and private messages off leave the host reachable',
   const teacher = await host();
   const alice = await person();
   const bob = await person(PHONE);
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
 
   await teacher.locator('#mode-slow').selectOption('5');
   await modeLine(bob).filter({ hasText: 'one message every 5 s' }).waitFor();
