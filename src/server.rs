@@ -44,7 +44,7 @@ use crate::hub::{EventSink, Hub};
 use crate::names;
 use crate::page::Page;
 use crate::poll::{self, PollLimits};
-use crate::session::{self, SESSION_COOKIE};
+use crate::session;
 use crate::store::{Claim, Session};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::{lan, mdns, qr};
@@ -646,8 +646,11 @@ fn set_password(request: &Request, shared: &Shared) -> Response {
 }
 
 fn logout(request: &Request, shared: &Shared) -> Response {
-    if let Some(id) = session::cookie(request, SESSION_COOKIE) {
-        shared.hub.store().end_session(id);
+    // Only a live session is ended: a made-up one costs a lookup, and
+    // nothing is kept for it (nor queued for Redis or the other servers).
+    let store = shared.hub.store();
+    if let Some(id) = session::session_id(request).filter(|id| store.session_name(id).is_some()) {
+        store.end_session(id);
         shared.hub.close_session(id);
     }
     let [user_cookie, session_cookie] = session::logout_cookies();

@@ -40,13 +40,21 @@ pub fn cookie_name(request: &Request) -> Option<String> {
 /// `None` for no cookie, an unknown or expired id, or a user cookie that
 /// does not match the session's name.
 pub fn authenticate(request: &Request, store: &dyn Store) -> Option<Session> {
-    let id = cookie(request, SESSION_COOKIE)?;
-    uuid::Uuid::parse_str(id).ok()?; // not even shaped like ours: don't ask the store
+    let id = session_id(request)?;
     let name = store.session_name(id)?;
     (cookie_name(request)? == name).then(|| Session {
         id: id.to_string(),
         name,
     })
+}
+
+/// The session id in the request's cookie, when it is shaped like ours (a
+/// uuid): anything else was made up, and is neither asked of the store nor
+/// kept anywhere (a logout during a Redis outage is kept to be written
+/// later; 4 KiB of junk per made-up id would add up).
+pub fn session_id(request: &Request) -> Option<&str> {
+    let id = cookie(request, SESSION_COOKIE)?;
+    uuid::Uuid::parse_str(id).ok().map(|_| id)
 }
 
 /// Whether the request carries the host cookie with the right key (with a

@@ -366,3 +366,98 @@ fn a_reconnect_loop_with_a_large_history_stalls_nobody() {
         "a round trip took {slowest:?}"
     );
 }
+
+/// Sends `count` requests built by `request(n)` from `workers` threads, each
+/// on its own connection, and reads every answer; bounded by [`TIMEOUT`]
+/// per request and by `count`. Returns how many got each status.
+fn hammer(
+    server: &Server,
+    count: usize,
+    workers: usize,
+    request: impl Fn(usize) -> Vec<u8> + Sync,
+) -> std::collections::BTreeMap<u16, usize> {
+    let statuses = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let addr = server.addr;
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (statuses, request) = (&statuses, &request);
+            scope.spawn(move || {
+                for n in (w..count).step_by(workers) {
+                    let status = raw_http_at(addr, &request(n)).status;
+                    *statuses.lock().unwrap().entry(status).or_insert(0) += 1;
+                }
+            });
+        }
+    });
+    statuses.into_inner().unwrap()
+}
+
+/// `POST /logout` with a made-up session id: half shaped like ours (a
+/// uuid), half 4 KiB of junk.
+fn bogus_logout(addr: std::net::SocketAddr, n: usize) -> Vec<u8> {
+    let id = if n % 2 == 0 {
+        format!("{:08x}-0000-4000-8000-{:012x}", n, n * 7919)
+    } else {
+        format!("{n}{}", "x".repeat(4096))
+    };
+    format!(
+        "POST /logout HTTP/1.1\r\nHost: {addr}\r\nCookie: lanchat_session={id}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// 12,000 logouts of sessions that never were leave the server's memory
+/// where it was (after a warm-up that lets the allocator and the thread
+/// stack cache reach their working size): nothing keeps what a stranger
+/// makes up.
+fn bogus_logouts_leave_memory_flat(server: &Server, real: &str) {
+    let addr = server.addr;
+    let warm_up = hammer(server, 3_000, 4, |n| bogus_logout(addr, n));
+    assert_eq!(warm_up.get(&303), Some(&3_000), "{warm_up:?}");
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let statuses = hammer(server, 12_000, 4, |n| bogus_logout(addr, 3_000 + n));
+    let after = server.rss_kib();
+    println!(
+        "12,000 bogus logouts in {:.1?}: RSS {before} -> {after} KiB",
+        started.elapsed()
+    );
+    assert_eq!(statuses.get(&303), Some(&12_000), "{statuses:?}");
+    assert!(
+        after <= before + 4 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    assert_eq!(
+        get(server, "/", Some(real)).status,
+        200,
+        "the real session lives"
+    );
+}
+
+#[test]
+fn bogus_logouts_leave_memory_flat_memory_store() {
+    let server = Server::start(&[]);
+    bogus_logouts_leave_memory_flat(&server, &login(&server, "teacher"));
+}
+
+#[test]
+fn bogus_logouts_leave_memory_flat_redis_store() {
+    let redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    bogus_logouts_leave_memory_flat(&server, &login(&server, "teacher"));
+}
+
+/// The same while Redis is down, when a logout cannot be checked and is
+/// kept to be written later: what is kept is bounded, and small.
+#[test]
+fn bogus_logouts_during_a_redis_outage_leave_memory_flat() {
+    let mut redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    let real = login(&server, "teacher");
+    redis.kill();
+    wait_for("the outage to be noticed", || {
+        get(&server, "/", Some(&real)); // a store read finds Redis gone
+        server.health()["status"] == "degraded"
+    });
+    bogus_logouts_leave_memory_flat(&server, &real);
+}

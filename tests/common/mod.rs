@@ -168,7 +168,12 @@ impl HttpResponse {
 
 /// Sends raw bytes as a request and reads the response until the server closes.
 pub fn raw_http(server: &Server, request: &[u8]) -> HttpResponse {
-    let mut socket = TcpStream::connect(server.addr).unwrap();
+    raw_http_at(server.addr, request)
+}
+
+/// [`raw_http`] by address (for threads that hold no `Server`).
+pub fn raw_http_at(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut socket = TcpStream::connect(addr).unwrap();
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket.write_all(request).unwrap();
     let mut bytes = Vec::new();
