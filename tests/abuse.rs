@@ -395,7 +395,7 @@ fn hammer(
 /// `POST /logout` with a made-up session id: half shaped like ours (a
 /// uuid), half 4 KiB of junk.
 fn bogus_logout(addr: std::net::SocketAddr, n: usize) -> Vec<u8> {
-    let id = if n % 2 == 0 {
+    let id = if n.is_multiple_of(2) {
         format!("{:08x}-0000-4000-8000-{:012x}", n, n * 7919)
     } else {
         format!("{n}{}", "x".repeat(4096))
