@@ -10,8 +10,9 @@
 
 mod memory;
 mod redis;
+mod sessions;
 
-pub use memory::MemoryStore;
+pub use memory::{MAX_PRIVATE_BYTES, MAX_SESSIONS, MemoryStore};
 pub use redis::{RedisStore, open_redis};
 
 use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
@@ -34,6 +35,11 @@ pub const HISTORY_LEN: usize = 100;
 pub const INBOX_LEN: usize = 100;
 /// Private messages kept per name, sent and received (its conversations).
 pub const CONVERSATION_LEN: usize = 100;
+
+/// What a file costs against `--files-cap` at the least (and against a
+/// server's cache of downloaded files): its description and its place in
+/// the list, so that empty uploads cannot pile up without bound.
+pub const MIN_FILE_COST: u64 = 4096;
 
 /// A change the hub accepted, which the store keeps *before* anyone is
 /// sent it (the contract: a sender's copy means the message is stored).

@@ -43,17 +43,27 @@
 //!
 //! **Sessions** are written to Redis at once (falling back on pending), and
 //! read from Redis: a session that ended on another server is refused at
-//! once. Only while Redis is unreachable are they read from [`Cache`]
+//! once. Only while Redis is unreachable are they read from the cache
 //! (people already logged in here can reconnect during an outage); the
-//! cache keeps each session's true expiry and is bounded.
+//! cache keeps each session's true expiry and is bounded ([`MAX_CACHED`]:
+//! sessions that came back here are kept over fresh logins, see
+//! `sessions.rs`).
+//!
+//! **What this process keeps is bounded** whatever clients do: the session
+//! cache ([`MAX_CACHED`]), idle connections ([`MAX_IDLE_READERS`]; more
+//! threads may read at once, and their extra connections are closed after),
+//! downloaded files (the files cap, each at least
+//! [`super::MIN_FILE_COST`]), and what waits for Redis during an outage
+//! (the last 100 per list, [`MAX_PENDING_RECORDS`] session writes).
 //!
 //! Concurrency rule: `in_flight` is held while the writer sends a batch
 //! and while `take_inbox` reads, so an inbox message is either pending or
 //! in Redis, never in between; it is always taken *before* `pending` (the
 //! lock table in `src/lib.rs`).
 
+use super::sessions::Sessions;
 use super::{CONVERSATION_LEN, HISTORY_LEN, INBOX_LEN, SESSION_TTL, Session, Store, Write};
-use super::{Claim, Moderation};
+use super::{Claim, MIN_FILE_COST, Moderation};
 use crate::lock;
 use crate::names::{self, FAILURE_WINDOW_SECS};
 use crate::protocol::{FileRef, Mode, PrivateMessage, RoomMessage};
@@ -131,9 +141,17 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 pub const MAX_PENDING_RECORDS: usize = 10_000;
 /// Bytes of downloaded files kept here until a `put_file` says the cap.
 const DEFAULT_FILE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
-/// Sessions remembered for outages. Past it, expired sessions go,
-/// then everything (it is only a fallback; Redis has them all).
+/// Sessions remembered for outages (about 200 bytes each). Past it, the
+/// oldest not seen here since its login goes first (see `sessions.rs`), so
+/// a login flood cannot push out the people who connected here. It is only
+/// a fallback: Redis has them all.
 pub const MAX_CACHED: usize = 10_000;
+/// Idle connections kept for reuse. Threads that read at once each take
+/// one (a burst opens more); one given back past this many is closed, so
+/// a burst of thousands of threads leaves a few open connections behind,
+/// not thousands (and Redis serves 10,000 clients at most, for every
+/// server of the chat together).
+pub const MAX_IDLE_READERS: usize = 16;
 
 /// The commit script: for each write in ARGV (a kind, then its fields),
 /// gives messages their seq and appends them where they belong. Redis runs
@@ -205,7 +223,8 @@ pub struct RedisStore {
     url: String,
     client: redis::Client,
     shared: Arc<Shared>,
-    /// Idle connections for reads and commits (one thread at a time each).
+    /// Idle connections for reads and commits (one thread at a time
+    /// each), at most [`MAX_IDLE_READERS`].
     readers: Mutex<Vec<redis::Connection>>,
     /// The highest seq this server has given or seen given: the next one
     /// while Redis is unreachable.
@@ -233,7 +252,8 @@ struct Shared {
     in_flight: Mutex<()>,
     /// Since when Redis has been unreachable, if it is.
     outage: Mutex<Option<Instant>>,
-    cache: Mutex<Cache>,
+    /// Sessions known here, for outages (see the module doc).
+    cache: Mutex<Sessions>,
     /// A test hook: see [`RedisStore::pause_writer`].
     pause_for_test: Mutex<Option<(Sender<()>, Receiver<()>)>>,
 }
@@ -269,13 +289,6 @@ enum Record {
     SessionEnded { id: String },
 }
 
-/// What this process knows without asking Redis, for outages.
-#[derive(Default)]
-struct Cache {
-    /// session id -> (name, when it expires)
-    sessions: HashMap<String, (String, Instant)>,
-}
-
 type Result<T> = redis::RedisResult<T>;
 
 impl RedisStore {
@@ -296,7 +309,7 @@ impl RedisStore {
                 changed: Condvar::new(),
                 in_flight: Mutex::new(()),
                 outage: Mutex::new(None),
-                cache: Mutex::new(Cache::default()),
+                cache: Mutex::new(Sessions::new(MAX_CACHED)),
                 pause_for_test: Mutex::new(None),
             }),
             readers: Mutex::new(vec![connection]),
@@ -329,7 +342,10 @@ impl RedisStore {
         };
         match query(&mut connection) {
             Ok(value) => {
-                lock(&self.readers).push(connection);
+                let mut idle = lock(&self.readers);
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(connection);
+                } // else dropped, which closes it
                 Some(value)
             }
             Err(e) => self.shared.failed(&self.url, &e),
@@ -609,7 +625,8 @@ impl Store for RedisStore {
     }
 
     fn create_session(&self, session: &Session) {
-        lock(&self.shared.cache).remember(session, Instant::now() + SESSION_TTL);
+        let expires = Instant::now() + SESSION_TTL;
+        lock(&self.shared.cache).insert(&session.id, &session.name, expires, false);
         let key = names::key(&session.name);
         let written = self.read(|c| {
             redis::pipe()
@@ -644,25 +661,17 @@ impl Store for RedisStore {
             // Redis is the truth: a session ended anywhere is refused here.
             Some((Some(name), ttl_ms)) => {
                 let expires = Instant::now() + Duration::from_millis(ttl_ms.max(0) as u64);
-                let session = Session {
-                    id: id.to_string(),
-                    name: name.clone(),
-                };
-                lock(&self.shared.cache).remember(&session, expires);
+                lock(&self.shared.cache).insert(id, &name, expires, true);
                 Some(name)
             }
             // Logged in during an outage: its write may still be pending.
             Some((None, _)) => self.session_pending(id),
-            None => {
-                let cache = lock(&self.shared.cache);
-                let (name, expires) = cache.sessions.get(id)?;
-                (*expires > Instant::now()).then(|| name.clone())
-            }
+            None => lock(&self.shared.cache).get(id),
         }
     }
 
     fn end_session(&self, id: &str) {
-        lock(&self.shared.cache).sessions.remove(id);
+        lock(&self.shared.cache).remove(id);
         let name = self.read(|c| {
             let (name,): (Option<String>,) = redis::pipe()
                 .cmd("GET")
@@ -770,7 +779,7 @@ impl Store for RedisStore {
         let sessions = self.sessions_of(key);
         let mut cache = lock(&self.shared.cache);
         for id in &sessions {
-            cache.sessions.remove(id);
+            cache.remove(id);
         }
         drop(cache);
         let _ = self.read(|c| {
@@ -938,29 +947,15 @@ impl FileCache {
         if self.files.iter().any(|(f, _)| f == id) {
             return;
         }
-        self.bytes += bytes.len() as u64;
+        let cost = |bytes: &[u8]| (bytes.len() as u64).max(MIN_FILE_COST);
+        self.bytes += cost(&bytes);
         self.files.push_back((id.to_string(), bytes));
         while self.bytes > self.cap {
             let Some((_, oldest)) = self.files.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.len() as u64;
+            self.bytes -= cost(&oldest);
         }
-    }
-}
-
-impl Cache {
-    /// Remembers a session, within [`MAX_CACHED`].
-    fn remember(&mut self, session: &Session, expires: Instant) {
-        if self.sessions.len() >= MAX_CACHED && !self.sessions.contains_key(&session.id) {
-            let now = Instant::now();
-            self.sessions.retain(|_, (_, expires)| *expires > now);
-            if self.sessions.len() >= MAX_CACHED {
-                self.sessions.clear();
-            }
-        }
-        let entry = (session.name.clone(), expires);
-        self.sessions.insert(session.id.clone(), entry);
     }
 }
 
