@@ -151,6 +151,13 @@ const SLOW_CHOICES = [0, 5, 10, 30, 60, 120, 300];
 // Refusals because of the mode or a mute: the mode line explains them.
 const MODE_ERRORS = new Set(['muted', 'announce_only', 'slow_mode', 'private_off']);
 
+// Presence notices kept in the timeline (older ones are removed), and how
+// many names one notice spells out before "and N others".
+const PRESENCE_NOTICES_KEPT = 100;
+const PRESENCE_NAMES_SHOWN = 3;
+// A hidden tab runs no animation frames: presence is applied after this.
+const HIDDEN_FLUSH_MS = 250;
+
 // Frames with a `ts` that the page takes as samples of the server's clock
 // (mute ends are in server time); this many recent ones are kept.
 const CLOCK_SAMPLES = 8;
@@ -226,6 +233,7 @@ const handlers = {
     if (!reconnect) state.storedSeq = storedSeq(frame.name);
     state.me = frame.name;
     state.online = [...frame.users];
+    presence.queue = []; // older than this list of who is online
     remember(frame.name); // the pill says "Connected" (transport.js)
     $('me-name').textContent = frame.name;
     $('me-avatar').textContent = initial(frame.name);
@@ -314,28 +322,15 @@ const handlers = {
     }
   },
 
+  // Presence comes in storms (a class logging in at once, a script that
+  // reconnects in a loop): each notice is queued, and the queue is applied
+  // once per animation frame (see "Presence" in Rendering).
   join(frame) {
-    learnClock(frame.ts);
-    if (!state.online.includes(frame.name)) {
-      state.online.push(frame.name);
-      state.online.sort();
-    }
-    if (frame.host === true) {
-      state.hosts.add(frame.name);
-      markHosts();
-    } else {
-      state.hosts.delete(frame.name);
-    }
-    renderUsers();
-    addNotice(frame.host === true ? `${frame.name} (host) joined` : `${frame.name} joined`, { ts: frame.ts });
+    queuePresence(frame);
   },
 
   leave(frame) {
-    learnClock(frame.ts);
-    state.online = state.online.filter((name) => name !== frame.name);
-    state.hosts.delete(frame.name);
-    renderUsers();
-    addNotice(`${frame.name} left`, { ts: frame.ts });
+    queuePresence(frame);
   },
 
   message(frame) {
@@ -778,6 +773,77 @@ function addEmptyState() {
 function removeEmptyState() {
   const node = $('empty-state');
   if (node) node.remove();
+}
+
+// Presence. Join and leave notices wait in `presence.queue` until the next
+// animation frame (or, in a hidden tab, where frames do not run, a short
+// timer); then all of them are applied at once: the people list is drawn
+// once, one notice says who came and went, and the timeline scrolls once.
+// Handling each notice on its own (a list rebuilt and a layout forced per
+// notice) froze the page for seconds under a storm of them.
+const presence = { queue: [], scheduled: false, notices: [] };
+
+function queuePresence(frame) {
+  presence.queue.push(frame);
+  if (presence.scheduled) return;
+  presence.scheduled = true;
+  if (document.hidden) {
+    setTimeout(flushPresence, HIDDEN_FLUSH_MS);
+  } else {
+    requestAnimationFrame(flushPresence);
+  }
+}
+
+function flushPresence() {
+  presence.scheduled = false;
+  const events = presence.queue;
+  presence.queue = [];
+  if (events.length === 0) return;
+  const online = new Set(state.online);
+  const joined = [];
+  const left = [];
+  let newHost = false;
+  for (const frame of events) {
+    learnClock(frame.ts);
+    if (frame.type === 'join') {
+      online.add(frame.name);
+      if (frame.host === true) {
+        state.hosts.add(frame.name);
+        newHost = true;
+      } else {
+        state.hosts.delete(frame.name);
+      }
+      joined.push(frame.host === true ? `${frame.name} (host)` : frame.name);
+    } else {
+      online.delete(frame.name);
+      state.hosts.delete(frame.name);
+      left.push(frame.name);
+    }
+  }
+  state.online = [...online].sort();
+  if (newHost) markHosts();
+  renderUsers();
+  addPresenceNotice(joined, left, events[events.length - 1].ts);
+}
+
+// One notice for a frame's worth of presence: "alice and bob joined",
+// "alice, bob and 12 others joined · carol left". Only the last
+// PRESENCE_NOTICES_KEPT of them stay in the timeline.
+function addPresenceNotice(joined, left, ts) {
+  const parts = [];
+  if (joined.length > 0) parts.push(`${namesInShort(joined)} joined`);
+  if (left.length > 0) parts.push(`${namesInShort(left)} left`);
+  const node = addNotice(parts.join(' · '), { ts: Number.isFinite(ts) ? ts : Date.now() });
+  presence.notices.push(node);
+  if (presence.notices.length > PRESENCE_NOTICES_KEPT) presence.notices.shift().remove();
+}
+
+function namesInShort(names) {
+  const unique = [...new Set(names)];
+  if (unique.length === 1) return unique[0];
+  if (unique.length <= PRESENCE_NAMES_SHOWN) return `${unique.slice(0, -1).join(', ')} and ${unique[unique.length - 1]}`;
+  const shown = unique.slice(0, PRESENCE_NAMES_SHOWN - 1).join(', ');
+  return `${shown} and ${unique.length - PRESENCE_NAMES_SHOWN + 1} others`;
 }
 
 // Who is online, then the people I have talked with privately who are

@@ -16,6 +16,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(here, '..', '..');
@@ -98,13 +99,15 @@ function stopProcess(child) {
 // www/. `port` 0 lets the OS pick; the restart test passes the old port to
 // come back where the pages expect it. `hostKey` fixes the secret of the
 // host link (`--host-key`, at least 16 letters, digits, - or _); the
-// returned `hostLink` is then the link a teacher opens.
-export async function startServer({ port = 0, redis = null, hostKey = null } = {}) {
+// returned `hostLink` is then the link a teacher opens. `args`: more flags
+// (e.g. `['--max-per-address', '0']` for many clients from 127.0.0.1).
+export async function startServer({ port = 0, redis = null, hostKey = null, args: extra = [] } = {}) {
   const bin = process.env.LANCHAT_BIN;
   if (!bin) throw new Error('set LANCHAT_BIN to the lanchat binary (tests/e2e/run.sh does)');
   const args = ['--host', '127.0.0.1', '--port', String(port), '--www', WWW, '--log-level', 'warn'];
   if (redis) args.push('--redis', redis);
   if (hostKey) args.push('--host-key', hostKey);
+  args.push(...extra);
   const { child, match } = await startProcess(bin, args, /listening on (http:\/\/[^\s]+)/, 'lanchat');
   const url = match[1].replace(/\/$/, '');
   // Keep draining its output so a chatty server never blocks on a full pipe.
@@ -139,6 +142,39 @@ function freePort() {
       const { port } = probe.address();
       probe.close(() => resolvePromise(port));
     });
+  });
+}
+
+/* Clients without a browser ----------------------------------------- */
+
+// Logs `name` in with POST /login, as the form would, and returns the
+// Cookie header that carries the session.
+export async function logInCookies(server, name) {
+  const response = await fetch(`${server.url}/login`, {
+    method: 'POST',
+    body: new URLSearchParams({ name }),
+    redirect: 'manual',
+  });
+  if (response.status !== 303) throw new Error(`login of ${name}: ${response.status}`);
+  return response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]).join('; ');
+}
+
+// Opens /ws with those cookies (the `ws` package: Node 20 has no WebSocket
+// of its own) and resolves once it is open; frames are ignored.
+export function openSocket(server, cookies) {
+  return new Promise((resolvePromise, reject) => {
+    const socket = new WebSocket(`${server.url.replace('http', 'ws')}/ws`, { headers: { Cookie: cookies } });
+    socket.once('open', () => resolvePromise(socket));
+    socket.once('error', reject);
+  });
+}
+
+// Closes a socket and resolves once the close handshake is over.
+export function closeSocket(socket) {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise((resolvePromise) => {
+    socket.once('close', () => resolvePromise());
+    socket.close();
   });
 }
 

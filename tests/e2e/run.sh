@@ -33,7 +33,8 @@ for file in "$@"; do
 done
 
 cd "$here"
-if [[ ! -d node_modules ]]; then
+# Installed again when package-lock.json changed since (a new devDependency).
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   if [[ -f package-lock.json ]]; then
     npm ci --no-audit --no-fund
   else
