@@ -150,9 +150,15 @@ pub async fn send_upgrade(
 
 /// Reads the `101` answer; returns the frame bytes that came with it.
 pub async fn finish_upgrade(socket: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let (head, rest) = tokio::time::timeout(HTTP_TIMEOUT, read_head(socket))
+    tokio::time::timeout(HTTP_TIMEOUT, upgrade_answer(socket))
         .await
-        .map_err(|_| io::Error::other("upgrade timed out"))??;
+        .map_err(|_| io::Error::other("upgrade timed out"))?
+}
+
+/// [`finish_upgrade`] with no time limit of its own (the caller bounds it):
+/// a join storm may keep the answer longer than [`HTTP_TIMEOUT`].
+pub async fn upgrade_answer(socket: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let (head, rest) = read_head(socket).await?;
     if !head.starts_with("HTTP/1.1 101") {
         return Err(io::Error::other(format!(
             "upgrade: {}",
@@ -279,6 +285,21 @@ impl FrameBuf {
             start,
             end: start + len,
         })
+    }
+
+    /// Gives back memory a large frame (a `welcome` listing thousands of
+    /// names) made the buffer grow to: keeps the unread bytes, and at most
+    /// `capacity` bytes or what they need. Call it between frames, not while
+    /// holding a [`Frame`] of this buffer.
+    pub fn shrink_to(&mut self, capacity: usize) {
+        if self.buf.len() <= capacity {
+            return;
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        self.buf.truncate(capacity.max(self.len));
+        self.buf.shrink_to_fit();
     }
 
     pub fn payload(&self, frame: &Frame) -> &[u8] {

@@ -7,9 +7,15 @@
 //!   returns is re-opened (at most once a second each, so that a session
 //!   stays under the server's 10 polls a second).
 //! - `downloads` (issue 14): one [`FILE_BYTES`] file uploaded with
-//!   `POST /files`, then [`DOWNLOADERS`] clients downloading it at once,
-//!   again and again, for the measured window; server RSS sampled every
-//!   100 ms.
+//!   `POST /files`, the fixed load once without downloads, then again
+//!   while [`DOWNLOADERS`] clients download the file at once, again and
+//!   again, for the measured window; server RSS sampled every 100 ms. The
+//!   downloaders must not slow the generator that measures the chat: they
+//!   run on a thread of their own at nice 19 (the generator's core has
+//!   priority), each reading at most [`DOWNLOAD_RATE`] (a LAN laptop's
+//!   rate, not loopback's); `--download-rate 0` and `--downloads-inline`
+//!   give back the old way (as fast as they can, on the generator's own
+//!   thread).
 
 use crate::client;
 use crate::load::{self, Clients, Step};
@@ -18,6 +24,9 @@ use serde::Serialize;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -149,16 +158,32 @@ pub async fn polls(server: &Server, clients: &Clients, window: Duration) -> Opti
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Downloads {
+    /// The fixed load on the same clients just before, without downloads.
+    pub without_downloads: Step,
     /// The fixed load during the downloads.
     pub during_downloads: Step,
     pub file_bytes: usize,
     pub downloaders: usize,
+    /// Each downloader's read rate in bytes/s (0: as fast as it can).
+    pub rate_per_downloader: f64,
+    /// Where the downloaders ran: `"own thread, nice 19"` (on the
+    /// generator's core, yielding to it) or `"generator's thread"`.
+    pub downloaders_on: String,
     /// Downloads read whole (exactly the file's size).
     pub complete: u64,
     /// Downloads that failed or came back short/long.
     pub failed: u64,
     /// Body bytes read during the window, per second (MiB/s).
     pub mib_per_s: f64,
+    /// Share of a core the downloaders' thread used (0 when inline: their
+    /// CPU is in the generator's).
+    pub downloaders_cpu: f64,
+    /// The server's own CPU (share of its core) without and during the
+    /// downloads, and the share other processes took of that core.
+    pub server_cpu_without: f64,
+    pub server_cpu_during: f64,
+    pub server_core_others_without: f64,
+    pub server_core_others_during: f64,
     pub rss_before_kib: u64,
     pub rss_after_upload_kib: u64,
     pub rss_max_during_kib: u64,
@@ -168,12 +193,26 @@ pub struct Downloads {
     pub growth_met: bool,
 }
 
+/// Each downloader's read rate by default (bytes/s): more than a classroom's
+/// Wi-Fi gives one laptop, so the server is still asked for more than a
+/// real room would; 30 of them ask 300 MB/s.
+pub const DOWNLOAD_RATE: f64 = 10e6;
+
+/// Shared by the downloaders, which may run on a thread of their own.
 #[derive(Default)]
 struct DownloadState {
-    stop: Cell<bool>,
-    complete: Cell<u64>,
-    failed: Cell<u64>,
-    bytes: Cell<u64>,
+    stop: AtomicBool,
+    complete: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    /// CPU time (ns) of the downloaders' own thread, when it ends.
+    cpu_ns: AtomicU64,
+}
+
+impl DownloadState {
+    fn stopped(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
 }
 
 /// Uploads `FILE_BYTES` bytes; returns the file's path (`url`).
@@ -201,21 +240,36 @@ async fn upload(addr: SocketAddr, cookie: &str) -> std::io::Result<String> {
         .ok_or_else(|| std::io::Error::other("upload answer has no url"))
 }
 
-/// One download, streamed: the body's length, or an error.
+/// One download, streamed, read at most at `rate` bytes/s (0: no limit):
+/// the body's length, or an error.
 async fn download(
     addr: SocketAddr,
     request: &[u8],
+    rate: f64,
     state: &DownloadState,
 ) -> std::io::Result<usize> {
     let mut socket = TcpStream::connect(addr).await?;
     socket.write_all(request).await?;
-    let mut buf = vec![0u8; 256 * 1024];
+    // A throttled reader asks for about 5 ms of its rate at a time.
+    let chunk = if rate > 0.0 {
+        ((rate / 200.0) as usize).clamp(4096, 256 * 1024)
+    } else {
+        256 * 1024
+    };
+    let mut buf = vec![0u8; chunk];
     let mut head = Vec::new();
     let mut body = 0usize;
     let mut in_body = false;
+    let started = tokio::time::Instant::now();
     loop {
-        if state.stop.get() {
+        if state.stopped() {
             return Err(std::io::Error::other("stopped"));
+        }
+        if rate > 0.0 {
+            // Read no faster than `rate`: wait until the bytes read so far
+            // are due.
+            let due = started + Duration::from_secs_f64(body as f64 / rate);
+            tokio::time::sleep_until(due).await;
         }
         let n = socket.read(&mut buf).await?;
         if n == 0 {
@@ -223,7 +277,7 @@ async fn download(
         }
         if in_body {
             body += n;
-            state.bytes.set(state.bytes.get() + n as u64);
+            state.bytes.fetch_add(n as u64, Relaxed);
             continue;
         }
         head.extend_from_slice(&buf[..n]);
@@ -233,7 +287,7 @@ async fn download(
             }
             in_body = true;
             body = head.len() - end - 4;
-            state.bytes.set(state.bytes.get() + body as u64);
+            state.bytes.fetch_add(body as u64, Relaxed);
         } else if head.len() > 64 * 1024 {
             return Err(std::io::Error::other("head too long"));
         }
@@ -241,22 +295,83 @@ async fn download(
     Ok(body)
 }
 
-async fn downloader(addr: SocketAddr, request: Rc<Vec<u8>>, state: Rc<DownloadState>) {
-    while !state.stop.get() {
-        match tokio::time::timeout(DOWNLOAD_TIMEOUT, download(addr, &request, &state)).await {
-            Ok(Ok(n)) if n == FILE_BYTES => state.complete.set(state.complete.get() + 1),
-            _ if state.stop.get() => {}
+/// Downloads the file again and again until told to stop.
+async fn downloader(addr: SocketAddr, request: Arc<Vec<u8>>, rate: f64, state: Arc<DownloadState>) {
+    while !state.stopped() {
+        match tokio::time::timeout(DOWNLOAD_TIMEOUT, download(addr, &request, rate, &state)).await {
+            Ok(Ok(n)) if n == FILE_BYTES => {
+                state.complete.fetch_add(1, Relaxed);
+            }
+            _ if state.stopped() => {}
             _ => {
-                state.failed.set(state.failed.get() + 1);
+                state.failed.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// The fixed load on `clients` while [`DOWNLOADERS`] clients download one
-/// [`FILE_BYTES`] file over and over.
-pub async fn downloads(server: &Server, clients: &Clients, window: Duration) -> Option<Downloads> {
+/// The downloaders on a thread of their own at nice 19, with their own
+/// runtime: on the generator's core (the machine has two), but the
+/// scheduler gives the generator the core whenever it wants it. Ends when
+/// `state` says stop (each download checks between reads).
+fn downloaders_thread(
+    addr: SocketAddr,
+    request: Arc<Vec<u8>>,
+    rate: f64,
+    state: Arc<DownloadState>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("downloaders".into())
+        .spawn(move || {
+            unsafe {
+                // Nice is per thread on Linux: this thread only.
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("downloaders' runtime");
+            runtime.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..DOWNLOADERS {
+                    set.spawn(downloader(addr, request.clone(), rate, state.clone()));
+                }
+                while set.join_next().await.is_some() {}
+            });
+            state
+                .cpu_ns
+                .store(crate::procs::own_cpu_time().as_nanos() as u64, Relaxed);
+        })
+}
+
+/// Runs `step`; returns with it the server's share of its core meanwhile,
+/// and the share everything else (other processes, the hypervisor's steal)
+/// took of that core.
+async fn server_cpu<T>(server: &Server, step: impl Future<Output = T>) -> (T, f64, f64) {
+    let busy0 = crate::procs::core_busy(crate::SERVER_CORE);
+    let (own0, wall) = (server.cpu_time(), Instant::now());
+    let out = step.await;
+    let wall = wall.elapsed().as_secs_f64().max(1e-3);
+    let own = server.cpu_time().saturating_sub(own0).as_secs_f64();
+    let others = match (busy0, crate::procs::core_busy(crate::SERVER_CORE)) {
+        (Some(b), Some(a)) => (a.saturating_sub(b).as_secs_f64() - own).max(0.0) / wall,
+        _ => f64::NAN,
+    };
+    (out, own / wall, others)
+}
+
+/// The fixed load on `clients` without, then during, [`DOWNLOADERS`]
+/// clients downloading one [`FILE_BYTES`] file over and over, each read at
+/// most at `rate` bytes/s (0: no limit), on their own thread at nice 19, or
+/// on the generator's thread when `inline`.
+pub async fn downloads(
+    server: &Server,
+    clients: &Clients,
+    window: Duration,
+    rate: f64,
+    inline: bool,
+) -> Option<Downloads> {
     let addr = server.addr;
     let cookie = match client::login(addr, "downloader").await {
         Ok(c) => c,
@@ -276,25 +391,45 @@ pub async fn downloads(server: &Server, clients: &Clients, window: Duration) -> 
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after_upload_kib = rss();
-    let request = Rc::new(
+    let warmup = Duration::from_secs(1);
+    let (without_downloads, server_cpu_without, server_core_others_without) =
+        server_cpu(server, load::run_step(clients, 20.0, 10, warmup, window)).await;
+    crate::log(&format!(
+        "downloads: without them first: {}",
+        crate::report::step_line(&without_downloads)
+    ));
+    clients
+        .stats
+        .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
+        .await;
+
+    let request = Arc::new(
         format!("GET {url} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n").into_bytes(),
     );
-    let warmup = Duration::from_secs(1);
-    let state = Rc::new(DownloadState::default());
+    let state = Arc::new(DownloadState::default());
     let (complete0, failed0) = (Cell::new(0u64), Cell::new(0u64));
     let sampling = Cell::new(true);
     let mut tasks = Vec::new();
+    let mut thread = None;
     let sample = async {
         // The downloads start with the measured window (after the warm-up).
         tokio::time::sleep(warmup).await;
-        complete0.set(state.complete.get());
-        failed0.set(state.failed.get());
-        for _ in 0..DOWNLOADERS {
-            tasks.push(tokio::task::spawn_local(downloader(
-                addr,
-                request.clone(),
-                state.clone(),
-            )));
+        complete0.set(state.complete.load(Relaxed));
+        failed0.set(state.failed.load(Relaxed));
+        if inline {
+            for _ in 0..DOWNLOADERS {
+                tasks.push(tokio::task::spawn_local(downloader(
+                    addr,
+                    request.clone(),
+                    rate,
+                    state.clone(),
+                )));
+            }
+        } else {
+            match downloaders_thread(addr, request.clone(), rate, state.clone()) {
+                Ok(handle) => thread = Some(handle),
+                Err(e) => crate::log(&format!("downloads: no thread: {e}")),
+            }
         }
         let started = Instant::now();
         let mut max = rss_after_upload_kib;
@@ -302,28 +437,55 @@ pub async fn downloads(server: &Server, clients: &Clients, window: Duration) -> 
             max = max.max(rss());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        (max, started.elapsed(), state.bytes.get())
+        (max, started.elapsed(), state.bytes.load(Relaxed))
     };
     let step = async {
         let step = load::run_step(clients, 20.0, 10, warmup, window).await;
         sampling.set(false);
         step
     };
-    let (during_downloads, (rss_max_during_kib, elapsed, bytes)) = tokio::join!(step, sample);
-    state.stop.set(true);
+    let ((during_downloads, (rss_max_during_kib, elapsed, bytes)), server_cpu_during, others) =
+        server_cpu(server, async { tokio::join!(step, sample) }).await;
+    state.stop.store(true, Relaxed);
     for task in &tasks {
         task.abort();
+    }
+    let mut downloaders_cpu = 0.0;
+    if let Some(thread) = thread {
+        // Each download sees `stop` at its next read: give them 5 s.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !thread.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+            downloaders_cpu = state.cpu_ns.load(Relaxed) as f64 / 1e9 / elapsed.as_secs_f64();
+        } else {
+            crate::log("downloads: the downloaders' thread did not end within 5 s (left behind)");
+        }
     }
     let growth_ratio =
         rss_max_during_kib.saturating_sub(rss_before_kib) as f64 * 1024.0 / FILE_BYTES as f64;
     let p99_met = during_downloads.deliveries.p99_ms <= P99_TARGET_MS;
     Some(Downloads {
+        without_downloads,
         during_downloads,
         file_bytes: FILE_BYTES,
         downloaders: DOWNLOADERS,
-        complete: state.complete.get() - complete0.get(),
-        failed: state.failed.get() - failed0.get(),
+        rate_per_downloader: rate,
+        downloaders_on: if inline {
+            "generator's thread".into()
+        } else {
+            "own thread, nice 19".into()
+        },
+        complete: state.complete.load(Relaxed) - complete0.get(),
+        failed: state.failed.load(Relaxed) - failed0.get(),
         mib_per_s: bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64().max(1e-3),
+        downloaders_cpu,
+        server_cpu_without,
+        server_cpu_during,
+        server_core_others_without,
+        server_core_others_during: others,
         rss_before_kib,
         rss_after_upload_kib,
         rss_max_during_kib,

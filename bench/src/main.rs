@@ -13,7 +13,8 @@
 //! | login flood | whether password hashing slows the room | the fixed load on a fresh server, without then during 200 logins with passwords (argon2id), 64 in flight (lanchat only) |
 //! | held polls | whether held long polls slow the room | the fixed load on a fresh server with 500 long polls held (50 sessions, one TCP connection each); polls held, server threads (lanchat only) |
 //! | downloads | whether big downloads slow the room or grow memory | the fixed load on a fresh server while 30 clients download a 10 MiB file over and over; server RSS before / after the upload / most during (lanchat only) |
-//! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open (100 per login, so that 10,000 joins do not cost 10,000² `join` frames), from /proc/PID/status |
+//! | idle capacity | memory and threads per open connection | a fresh server; RSS before, then with 1,000 and 10,000 connections open, every one a different person (`--shared-logins`: 100 per login, the old way, which spares the server 10,000² `join` frames), from /proc/PID/status |
+//! | storm | a school at 8:00 | a fresh server per N (1,000, 5,000, 10,000): N different people (logged in before) open `/ws` at once while 2 speakers talk (10 msg/s each); time until all are welcomed, join p50/p99, dropped, a message's p99 to everyone during the storm, RSS per connection and threads after (lanchat only; see storm.rs) |
 //! | join latency | time to enter the room | a fresh server whose history holds 100 messages; 200 joins one after another, from writing `GET /ws` to reading the `history` frame; then 200 joins with `?after=` the latest seq (nothing missed); memory store and Redis |
 //! | cluster | deliveries and latency across servers | two lanchat servers on one Redis (both on the server core), 500 clients on each; 5 senders × 2 msg/s on each (20,000 deliveries/s) for 10 s; latency and lost split into "same server" and "across servers" (lanchat only) |
 //! | transports | what short polling, long polling and WebSocket cost | 100 clients on a fresh server, a busy room (10 senders × 1 msg/s) and a quiet one (a message every 2 s), each transport in turn: latency, HTTP requests/s, bytes and server CPU per delivered message, server threads (lanchat only) |
@@ -22,7 +23,9 @@
 //! the output folder (default `target/bench` of the lanchat checkout).
 //! Usage: `lanchat-bench [--server PATH] [--reference PATH] [--out DIR]
 //! [--quick] [--only lanchat|reference]
-//! [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,join,cluster,transports]
+//! [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,storm,join,cluster,transports]
+//! [--storm-sizes N,N] [--storm-in-flight K] [--shared-logins[=N]]
+//! [--download-rate MB/s] [--downloads-inline]
 //! [--server-wrapper 'perf record -g -o F --']`.
 
 mod client;
@@ -31,6 +34,7 @@ mod load;
 mod logins;
 mod procs;
 mod report;
+mod storm;
 mod transports;
 
 use load::{Clients, ClusterStep, Joins, Stats, Step};
@@ -53,13 +57,14 @@ const SATURATION_LOADS: [f64; 17] = [
 const SATURATION_BUDGET: Duration = Duration::from_secs(150);
 
 /// Every scenario, in the order they run (the default list).
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "fanout",
     "fanout-redis",
     "logins",
     "polls",
     "downloads",
     "idle",
+    "storm",
     "join",
     "cluster",
     "transports",
@@ -77,7 +82,22 @@ struct Options {
     scenarios: Vec<String>,
     /// Seconds to keep each idle level open after measuring (for profiling).
     hold: u64,
+    /// Connections per login in `idle` and `storm`: 1 (every connection a
+    /// different person) unless `--shared-logins`.
+    per_login: usize,
+    /// People in each storm, and joins in flight at once (0: no limit).
+    storm_sizes: Vec<usize>,
+    storm_in_flight: usize,
+    /// Each downloader's read rate, bytes/s (0: as fast as it can), and
+    /// whether the downloaders run on the generator's own thread (the old
+    /// way) instead of their own thread at nice 19.
+    download_rate: f64,
+    downloads_inline: bool,
 }
+
+/// Connections per login with `--shared-logins` and no number: what `idle`
+/// used before distinct people became the default.
+const SHARED_LOGINS: usize = 100;
 
 fn options() -> Options {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -98,6 +118,11 @@ fn options() -> Options {
         idle: vec![1000, 10_000],
         scenarios: SCENARIOS.map(String::from).to_vec(),
         hold: 0,
+        per_login: 1,
+        storm_sizes: storm::SIZES.to_vec(),
+        storm_in_flight: 0,
+        download_rate: held::DOWNLOAD_RATE,
+        downloads_inline: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -132,6 +157,32 @@ fn options() -> Options {
                 }
             }
             "--hold" => o.hold = value().parse().unwrap_or_else(|_| usage("--hold SECS")),
+            "--shared-logins" => o.per_login = SHARED_LOGINS,
+            shared if shared.starts_with("--shared-logins=") => {
+                o.per_login = shared["--shared-logins=".len()..]
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| usage("--shared-logins=N"))
+            }
+            "--storm-sizes" => {
+                o.storm_sizes = value()
+                    .split(',')
+                    .map(|n| n.parse().unwrap_or_else(|_| usage("--storm-sizes N,N")))
+                    .collect()
+            }
+            "--storm-in-flight" => {
+                o.storm_in_flight = value()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--storm-in-flight K"))
+            }
+            "--download-rate" => {
+                o.download_rate = value()
+                    .parse::<f64>()
+                    .map(|mb| mb * 1e6)
+                    .unwrap_or_else(|_| usage("--download-rate MB/s"))
+            }
+            "--downloads-inline" => o.downloads_inline = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -141,7 +192,7 @@ fn options() -> Options {
 
 fn usage(why: &str) -> ! {
     eprintln!(
-        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,join,cluster,transports]\n       [--server-wrapper 'perf record -g -o FILE --']"
+        "{why}\nusage: lanchat-bench [--server PATH (env LANCHAT_BIN)] [--reference PATH] [--out DIR]\n       [--quick] [--only lanchat|reference] [--clients N] [--idle N,N]\n       [--scenarios fanout,fanout-redis,logins,polls,downloads,idle,storm,join,cluster,transports]\n       [--storm-sizes 1000,5000,10000] [--storm-in-flight K (0: no limit)]\n       [--shared-logins[=N] (N connections per login in idle and storm; 100 without =N)]\n       [--download-rate MB/s (each downloader; 0: unthrottled)] [--downloads-inline]\n       [--hold SECS] [--server-wrapper 'perf record -g -o FILE --']"
     );
     std::process::exit(2)
 }
@@ -160,6 +211,8 @@ pub struct ServerResults {
     pub idle: Vec<Idle>,
     /// Why an idle level could not be reached (e.g. out of threads or fds).
     pub idle_error: Option<String>,
+    /// One storm per size (lanchat only).
+    pub storm: Vec<storm::StormRun>,
     pub joins: Vec<Joins>,
     /// Two servers sharing one Redis (lanchat only).
     pub cluster: Option<ClusterStep>,
@@ -231,6 +284,10 @@ impl RedisVsMemory {
 #[derive(Debug, Clone, Serialize)]
 pub struct Idle {
     pub connections: usize,
+    /// Connections per login (1: every connection a different person).
+    pub per_login: usize,
+    /// Connections the server had closed by the time of the measurement.
+    pub dropped: u64,
     pub rss_kib: u64,
     pub baseline_rss_kib: u64,
     pub rss_per_connection_kib: f64,
@@ -243,7 +300,16 @@ fn main() {
         eprintln!("cannot pin the load generator to core {CLIENT_CORE}: {e}");
     }
     let fds = procs::raise_fd_limit().unwrap_or(0);
-    let needed = o.idle.iter().max().copied().unwrap_or(0).max(o.clients) + 200;
+    procs::raise_thread_limit();
+    let needed = o
+        .idle
+        .iter()
+        .chain(&o.storm_sizes)
+        .max()
+        .copied()
+        .unwrap_or(0)
+        .max(o.clients)
+        + 200;
     if (fds as usize) < needed {
         eprintln!("warning: fd limit {fds} is below the {needed} connections asked for");
     }
@@ -360,7 +426,8 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
         {
             lanchat.downloads =
                 with_fixed_clients(o, server, epoch, "downloads", async |s, c, w| {
-                    let downloads = held::downloads(s, c, w).await;
+                    let downloads =
+                        held::downloads(s, c, w, o.download_rate, o.downloads_inline).await;
                     if let Some(d) = &downloads {
                         log(&format!("downloads: {}", report::downloads_line(d)));
                     }
@@ -370,6 +437,26 @@ async fn run_all(o: &Options) -> (ServerResults, ServerResults) {
         }
         if scenario("idle") {
             idle(o, start, &mut lanchat, epoch).await;
+        }
+        if scenario("storm") {
+            for &people in &o.storm_sizes {
+                let Some(server) = start() else { break };
+                log(&format!(
+                    "storm: {people} {} connect at once ({}), {} speakers talking",
+                    if o.per_login == 1 {
+                        "different people".to_string()
+                    } else {
+                        format!("connections ({} per login)", o.per_login)
+                    },
+                    server.label,
+                    storm::SPEAKERS
+                ));
+                let run =
+                    storm::storm(&server, people, o.per_login, o.storm_in_flight, epoch).await;
+                server.stop();
+                log(&format!("storm: {}", report::storm_line(&run)));
+                lanchat.storm.push(run);
+            }
         }
         // Join latency, memory store then Redis.
         if scenario("join") {
@@ -666,7 +753,7 @@ async fn idle(
         match Clients::open(
             server.addr,
             more,
-            100,
+            o.per_login,
             &prefix,
             stats,
             Duration::from_secs(120),
@@ -690,16 +777,19 @@ async fn idle(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (rss, threads) = server.rss_and_threads();
+        let dropped = open.iter().map(|c| c.stats.closed()).sum::<u64>();
         let idle = Idle {
             connections: total,
+            per_login: o.per_login,
+            dropped,
             rss_kib: rss,
             baseline_rss_kib: baseline,
             rss_per_connection_kib: rss.saturating_sub(baseline) as f64 / total as f64,
             threads,
         };
         log(&format!(
-            "{}: {} connections: RSS {} KiB ({:.1} KiB each), {} threads",
-            server.label, total, rss, idle.rss_per_connection_kib, threads
+            "{}: {} connections ({} per login, {} closed by the server): RSS {} KiB ({:.1} KiB each), {} threads",
+            server.label, total, o.per_login, dropped, rss, idle.rss_per_connection_kib, threads
         ));
         results.idle.push(idle);
         if o.hold > 0 {

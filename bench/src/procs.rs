@@ -44,16 +44,19 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     }
 }
 
-/// File descriptors wanted: lanchat holds 3 per WebSocket (the socket and
-/// two `try_clone`s), so 10,000 connections need more than 30,000.
+/// File descriptors wanted: lanchat's first design held 3 per WebSocket
+/// (the socket and two `try_clone`s), so 10,000 connections needed more
+/// than 30,000; it holds 1 now (see the storm's `server_fds_after`).
 pub const WANTED_FDS: u64 = 65_536;
 
-/// CPU time (user + system) this process has used, for "was the load
-/// generator the limit?".
+/// CPU time (user + system) the calling thread has used, for "was the
+/// load generator the limit?": the generator is the main thread (one
+/// current-thread runtime); the downloaders' thread, when there is one, is
+/// not counted.
 pub fn own_cpu_time() -> Duration {
     unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
         let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
         t(usage.ru_utime) + t(usage.ru_stime)
     }
@@ -168,6 +171,14 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("Threads:"))
+    }
+
+    /// File descriptors the server process holds now (entries of
+    /// /proc/PID/fd).
+    pub fn fds(&self) -> u64 {
+        std::fs::read_dir(format!("/proc/{}/fd", self.server_pid()))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0)
     }
 
     /// Threads of the server process now (`Threads:` of /proc/PID/status).
@@ -296,4 +307,105 @@ impl Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Raises this process's `RLIMIT_NPROC` (threads of this user, the server's
+/// included: it inherits the limit) to its hard limit. Root is not held to
+/// it anyway.
+pub fn raise_thread_limit() {
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NPROC, &limit);
+        }
+    }
+}
+
+/// The machine's limits that `connections` WebSockets to lanchat (a thread,
+/// a file descriptor and about 2 memory mappings each; the load generator
+/// needs a descriptor each too, under the same limit) would run into, one
+/// sentence each; empty when none is in the way. The bench raises its own
+/// fd and thread limits (see [`raise_fd_limit`], [`raise_thread_limit`]);
+/// these are what is left: the kernel's, shared by everyone on the machine,
+/// which the bench does not change.
+pub fn connection_limits(connections: usize) -> Vec<String> {
+    let n = connections as u64;
+    let mut out = Vec::new();
+    let sysctl = |path: &str| -> Option<u64> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    // Threads on the whole machine now: the 4th field of /proc/loadavg is
+    // "running/total".
+    let threads_now: u64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let fds = unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur
+    };
+    if fds < n + 200 {
+        out.push(format!(
+            "open files (ulimit -n) is {fds} and cannot be raised here: {} needed",
+            n + 200
+        ));
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        let nproc = unsafe {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            libc::getrlimit(libc::RLIMIT_NPROC, &mut limit);
+            limit.rlim_cur
+        };
+        if nproc < threads_now + n + 200 {
+            out.push(format!(
+                "threads of this user (ulimit -u) is {nproc}: {threads_now} threads run now, the server adds one per connection"
+            ));
+        }
+    }
+    for (what, path, need) in [
+        (
+            "kernel.pid_max",
+            "/proc/sys/kernel/pid_max",
+            threads_now + n + 200,
+        ),
+        (
+            "kernel.threads-max",
+            "/proc/sys/kernel/threads-max",
+            threads_now + n + 200,
+        ),
+        (
+            "vm.max_map_count",
+            "/proc/sys/vm/max_map_count",
+            2 * n + 1000,
+        ),
+    ] {
+        if let Some(limit) = sysctl(path)
+            && limit < need
+        {
+            out.push(format!(
+                "{what} is {limit}, {need} needed ({threads_now} threads run now; raise it with `sysctl -w {what}=...`)"
+            ));
+        }
+    }
+    if let Some(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()
+        && let [lo, hi] = range
+            .split_whitespace()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .collect::<Vec<_>>()[..]
+        && hi.saturating_sub(lo) < n + 1000
+    {
+        out.push(format!(
+            "net.ipv4.ip_local_port_range is {lo}-{hi}: {} ports for {n} connections to one address",
+            hi - lo + 1
+        ));
+    }
+    out
 }

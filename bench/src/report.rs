@@ -158,21 +158,225 @@ pub fn polls_line(p: &crate::held::Polls) -> String {
     )
 }
 
+/// How the downloaders read: their rate and where they ran.
+pub fn downloaders_how(d: &crate::held::Downloads) -> String {
+    format!(
+        "{}, {}",
+        if d.rate_per_downloader > 0.0 {
+            format!("each ≤ {:.0} MB/s", d.rate_per_downloader / 1e6)
+        } else {
+            "unthrottled".to_string()
+        },
+        d.downloaders_on
+    )
+}
+
 /// The downloads, for the progress log.
 pub fn downloads_line(d: &crate::held::Downloads) -> String {
     format!(
-        "fixed load during {} downloads of {} MiB: {}; {} complete, {} failed, {:.0} MiB/s; RSS {} KiB before, {} after upload, {} most during: growth {:.2} × the file",
+        "fixed load during {} downloads of {} MiB ({}): {}; p99 without {:.2} ms; {} complete, {} failed, {:.0} MiB/s, downloaders' CPU {:.0} %; server CPU {:.0} % without, {:.0} % during; others on its core {:.0} % / {:.0} %; RSS {} KiB before, {} after upload, {} most during: growth {:.2} × the file",
         d.downloaders,
         d.file_bytes / (1024 * 1024),
+        downloaders_how(d),
         step_line(&d.during_downloads),
+        d.without_downloads.deliveries.p99_ms,
         d.complete,
         d.failed,
         d.mib_per_s,
+        d.downloaders_cpu * 100.0,
+        d.server_cpu_without * 100.0,
+        d.server_cpu_during * 100.0,
+        d.server_core_others_without * 100.0,
+        d.server_core_others_during * 100.0,
         d.rss_before_kib,
         d.rss_after_upload_kib,
         d.rss_max_during_kib,
         d.growth_ratio
     )
+}
+
+/// One storm, for the progress log.
+pub fn storm_line(r: &crate::storm::StormRun) -> String {
+    let opt = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.1} s"));
+    format!(
+        "{} people ({} per login; logins {:.1} s before): {} welcomed, {} failed{}, {} dropped, {} open after ({} of them missing messages; {:.1} s to settle); last connect at {:.2} s, all welcomed at {} ({} after the last connect); join p50 {} p90 {} p99 {} max {} ms, TCP connect p99 {} ms; messages during the storm: {} sent, {} delivered, {} lost, p50 {} p99 {} max {} ms; {} join and {} leave frames read, {} error frames, {:.0} MiB; RSS {} → {} KiB (most {}): {:.1} KiB per connection; threads {} → {} (most {}); {} fds; server CPU {:.0} %, generator CPU {:.0} %; others on the server's core {:.0} %, on the generator's {:.0} %{}",
+        r.people,
+        r.per_login,
+        r.logins_s,
+        r.welcomed,
+        r.failed,
+        if r.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.failures.join("; "))
+        },
+        r.dropped,
+        r.open_after,
+        r.open_but_missing,
+        r.settle_s,
+        r.last_connect_s,
+        opt(r.all_welcomed_s),
+        opt(r.after_last_connect_s),
+        ms(r.join_p50_ms),
+        ms(r.join_p90_ms),
+        ms(r.join_p99_ms),
+        ms(r.join_max_ms),
+        ms(r.connect_p99_ms),
+        r.messages_sent,
+        r.deliveries,
+        r.deliveries_lost,
+        ms(r.message_p50_ms),
+        ms(r.message_p99_ms),
+        ms(r.message_max_ms),
+        r.join_frames,
+        r.leave_frames,
+        r.error_frames,
+        r.bytes_read as f64 / (1024.0 * 1024.0),
+        r.rss_before_kib,
+        r.rss_after_kib,
+        r.rss_max_kib,
+        r.rss_per_connection_kib,
+        r.threads_before,
+        r.threads_after,
+        r.threads_max,
+        r.server_fds_after,
+        r.server_cpu * 100.0,
+        r.generator_cpu * 100.0,
+        r.server_core_others * 100.0,
+        r.generator_core_others * 100.0,
+        if r.limits.is_empty() {
+            String::new()
+        } else {
+            format!("; machine limits: {}", r.limits.join("; "))
+        }
+    )
+}
+
+/// The storm table (markdown): one column per size, one row per number,
+/// with the targets of issue 17. Also used in docs/PERFORMANCE.md.
+pub fn storm_table(runs: &[crate::storm::StormRun]) -> String {
+    use crate::storm::{JOIN_P99_TARGET_MS, MESSAGE_P99_TARGET_MS, RSS_TARGET_KIB};
+    let mut t = String::new();
+    let Some(first) = runs.first() else {
+        return t;
+    };
+    let who = if first.per_login == 1 {
+        "different people".to_string()
+    } else {
+        format!("connections, {} per login", first.per_login)
+    };
+    let _ = write!(t, "| storm: N {who} connect at once |");
+    for r in runs {
+        let _ = write!(t, " {} |", thousands(r.people as f64));
+    }
+    let _ = writeln!(t, " target |");
+    let _ = writeln!(t, "|---|{}---|", "---|".repeat(runs.len()));
+    type Cell = fn(&crate::storm::StormRun) -> String;
+    let rows: [(&str, Cell, String); 9] = [
+        (
+            "welcomed / failed / closed by the server / open but out of the room",
+            |r| {
+                format!(
+                    "{} / {} / {} / {}",
+                    thousands(r.welcomed as f64),
+                    thousands(r.failed as f64),
+                    thousands(r.dropped as f64),
+                    thousands(r.open_but_missing as f64)
+                )
+            },
+            "all, none dropped".into(),
+        ),
+        (
+            "first connect → last welcome (last connect started at)",
+            |r| {
+                format!(
+                    "{} ({:.2} s)",
+                    r.all_welcomed_s
+                        .map_or("–".to_string(), |x| format!("{x:.1} s")),
+                    r.last_connect_s
+                )
+            },
+            "≤ 3 s after the last connect".into(),
+        ),
+        (
+            "join p50 / p99 (connect → welcome)",
+            |r| format!("{} / {} ms", ms(r.join_p50_ms), ms(r.join_p99_ms)),
+            format!("p99 ≤ {:.0} s", JOIN_P99_TARGET_MS / 1000.0),
+        ),
+        (
+            "room message p50 / p99 during the storm (lost)",
+            |r| {
+                format!(
+                    "{} / {} ms ({})",
+                    ms(r.message_p50_ms),
+                    ms(r.message_p99_ms),
+                    r.deliveries_lost
+                )
+            },
+            format!("p99 ≤ {MESSAGE_P99_TARGET_MS:.0} ms"),
+        ),
+        (
+            "RSS per connection after the storm",
+            |r| format!("{:.1} KiB", r.rss_per_connection_kib),
+            format!("≤ {RSS_TARGET_KIB:.0} KiB at 10,000"),
+        ),
+        (
+            "server threads after (most)",
+            |r| format!("{} ({})", r.threads_after, r.threads_max),
+            String::new(),
+        ),
+        (
+            "join frames read by the storm's connections",
+            |r| thousands(r.join_frames as f64),
+            String::new(),
+        ),
+        (
+            "server CPU / generator CPU during the storm (others on their cores)",
+            |r| {
+                format!(
+                    "{:.0} % / {:.0} % ({:.0} % / {:.0} %)",
+                    r.server_cpu * 100.0,
+                    r.generator_cpu * 100.0,
+                    r.server_core_others * 100.0,
+                    r.generator_core_others * 100.0
+                )
+            },
+            String::new(),
+        ),
+        (
+            "TCP connect p99",
+            |r| format!("{} ms", ms(r.connect_p99_ms)),
+            String::new(),
+        ),
+    ];
+    for (name, cell, target) in rows {
+        let _ = write!(t, "| {name} |");
+        for r in runs {
+            let _ = write!(t, " {} |", cell(r));
+        }
+        let _ = writeln!(t, " {target} |");
+    }
+    for r in runs {
+        if !r.limits.is_empty() {
+            let _ = writeln!(
+                t,
+                "
+Machine limits at {}: {}.",
+                thousands(r.people as f64),
+                r.limits.join("; ")
+            );
+        }
+        if !r.failures.is_empty() {
+            let _ = writeln!(
+                t,
+                "
+Failures at {}: {}.",
+                thousands(r.people as f64),
+                r.failures.join("; ")
+            );
+        }
+    }
+    t
 }
 
 /// The login flood, for the progress log.
@@ -504,19 +708,23 @@ impl Report {
         if let Some(d) = &l.downloads {
             let _ = writeln!(
                 t,
-                "| fixed load during {} downloads of a {} MiB file: p50 / p90 / p99 / max (ms) | {} | n/a | | p99 ≤ {} ms | {} |",
+                "| fixed load during {} downloads of a {} MiB file ({}): p50 / p90 / p99 / max (ms) | {} (without: {}) | n/a | | p99 ≤ {} ms | {} |",
                 d.downloaders,
                 d.file_bytes / (1024 * 1024),
+                downloaders_how(d),
                 pcts(Some(&d.during_downloads)),
+                pcts(Some(&d.without_downloads)),
                 crate::held::P99_TARGET_MS,
                 mark(Some(d.p99_met))
             );
             let _ = writeln!(
                 t,
-                "| the downloads: complete, failed, MiB/s; server RSS before / after upload / most during (MiB); growth ÷ file size | {}, {}, {:.0}; {:.1} / {:.1} / {:.1}; {:.2} | n/a | | growth ≤ 1 × the file | {} |",
+                "| the downloads: complete, failed, MiB/s; server CPU without / during; server RSS before / after upload / most during (MiB); growth ÷ file size | {}, {}, {:.0}; {:.0} % / {:.0} %; {:.1} / {:.1} / {:.1}; {:.2} | n/a | | growth ≤ 1 × the file | {} |",
                 d.complete,
                 d.failed,
                 d.mib_per_s,
+                d.server_cpu_without * 100.0,
+                d.server_cpu_during * 100.0,
                 d.rss_before_kib as f64 / 1024.0,
                 d.rss_after_upload_kib as f64 / 1024.0,
                 d.rss_max_during_kib as f64 / 1024.0,
@@ -537,9 +745,21 @@ impl Report {
         sizes.dedup();
         for n in sizes {
             let cell = |s: &ServerResults| match (idle_at(s, n), &s.idle_error) {
-                (Some(i), _) => {
-                    format!("{:.1} KiB, {} threads", i.rss_per_connection_kib, i.threads)
-                }
+                (Some(i), _) => format!(
+                    "{:.1} KiB, {} threads{}{}",
+                    i.rss_per_connection_kib,
+                    i.threads,
+                    if i.per_login > 1 {
+                        format!(" ({} per login)", i.per_login)
+                    } else {
+                        String::new()
+                    },
+                    if i.dropped > 0 {
+                        format!(", {} closed by the server", i.dropped)
+                    } else {
+                        String::new()
+                    }
+                ),
                 (None, Some(e)) => format!("failed: {e}"),
                 (None, None) => "–".to_string(),
             };
@@ -633,6 +853,15 @@ impl Report {
         }
         if let Some(x) = ratios {
             let _ = writeln!(t, "\n{}.", ratios_line(x));
+        }
+        if !l.storm.is_empty() {
+            let _ = writeln!(
+                t,
+                "\nStorm: a fresh server per N (memory store); N logins first, then N `GET /ws` started at once while {} speakers send {} msg/s each; a join is timed from its connect to its `welcome`:\n",
+                crate::storm::SPEAKERS,
+                crate::storm::SPEAKER_RATE
+            );
+            t.push_str(&storm_table(&l.storm));
         }
         if let Some(tr) = &l.transports {
             let _ = writeln!(
