@@ -37,8 +37,8 @@ pub struct Guard {
     open: Mutex<HashMap<IpAddr, usize>>,
     /// New sessions per client address.
     sessions: RateLimits<IpAddr>,
-    /// Refusals since the last log line, and when it was.
-    refused: Mutex<(u64, Instant)>,
+    /// Refusals not logged yet, and when the last line was (`None`: never).
+    refused: Mutex<(u64, Option<Instant>)>,
 }
 
 impl Guard {
@@ -66,7 +66,7 @@ impl Guard {
             max_per_address,
             open: Mutex::default(),
             sessions: RateLimits::new(max_per_address as f64 / 60.0, max_per_address as f64),
-            refused: Mutex::new((0, Instant::now())),
+            refused: Mutex::new((0, None)),
         }
     }
 
@@ -131,17 +131,24 @@ impl Guard {
         self.sessions.allow(&ip)
     }
 
-    /// Counts a refused connection or request; logs a summary now and then.
+    /// Counts a refused connection or request. The first is logged at
+    /// once; later ones are counted, and logged as one line when the last
+    /// line is [`REFUSAL_LOG_EVERY`] old (so a flood costs a line every 10
+    /// seconds; what a flood's last seconds refused is told by the next).
     pub fn note_refusal(&self) {
         let mut refused = crate::lock(&self.refused);
         refused.0 += 1;
-        if refused.1.elapsed() >= REFUSAL_LOG_EVERY || refused.0 == 1 {
+        let last = refused.1;
+        if last.is_none_or(|last| last.elapsed() >= REFUSAL_LOG_EVERY) {
+            let since = last
+                .map(|last| format!(" in the last {:.0?}", last.elapsed()))
+                .unwrap_or_default();
             warn!(
-                "refused {} connections or requests in the last {:.0?} (full, per-address cap, or a foreign Host)",
-                refused.0,
-                refused.1.elapsed()
+                "refused {} connections or requests{since} (full, per-address cap, or a foreign Host); \
+                 more are logged as one line at most every {:?}",
+                refused.0, REFUSAL_LOG_EVERY
             );
-            *refused = (0, Instant::now());
+            *refused = (0, Some(Instant::now()));
         }
     }
 }

@@ -461,3 +461,116 @@ fn bogus_logouts_during_a_redis_outage_leave_memory_flat() {
     });
     bogus_logouts_leave_memory_flat(&server, &real);
 }
+
+/// Private messages of 4,000 characters to 300 throw-away names (claimed
+/// by logins nobody connects with): 96 MB if all were kept, but the memory
+/// store keeps at most `MAX_PRIVATE_BYTES` (16 MiB) of them (RSS may grow
+/// by that, and what the allocator keeps: 32 MiB in all), and what goes
+/// first is theirs: a message waiting for a real user who connected before
+/// is still there.
+#[test]
+fn private_messages_to_throwaway_names_are_bounded() {
+    let server = Server::start(&[]);
+    // The teacher connected once, and is away when a pupil writes.
+    let teacher = login(&server, "teacher");
+    let mut client = Client::connect(&server, &teacher);
+    client.opening();
+    client.ws.close(None).unwrap();
+    client.expect_close_or_end();
+    let (mut pupil, _) = Client::join(&server, "pupil");
+    wait_for("the teacher to be away", || server.health()["users"] == 1);
+    pupil.send(serde_json::json!({"type": "private", "to": "teacher", "text": "a question"}));
+    pupil.recv_type("private");
+    drop(pupil);
+
+    let throwaway = 300;
+    for n in 0..throwaway {
+        login(&server, &format!("throwaway{n}"));
+    }
+    let spammers: Vec<Client> = (0..20)
+        .map(|n| Client::join(&server, &format!("spammer{n}")).0)
+        .collect();
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let long = "é".repeat(4_000);
+    std::thread::scope(|scope| {
+        for (w, mut spammer) in spammers.into_iter().enumerate() {
+            let long = &long;
+            scope.spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                for n in 0..throwaway {
+                    let to = format!("throwaway{}", (w * 7 + n) % throwaway);
+                    let frame = serde_json::json!({"type": "private", "to": to, "text": long});
+                    loop {
+                        assert!(Instant::now() < deadline, "spammer {w} stuck at {n}");
+                        spammer.send(frame.clone());
+                        let answer = spammer.recv_skipping_presence();
+                        if answer["type"] == "private" {
+                            break;
+                        }
+                        assert_eq!(answer["code"], "rate_limited", "{answer}");
+                        std::thread::sleep(Duration::from_millis(100)); // the rate's pace
+                    }
+                }
+            });
+        }
+    });
+    let after = server.rss_kib();
+    println!(
+        "{} private messages of 8 KB in {:.1?}: RSS {before} -> {after} KiB",
+        20 * throwaway,
+        started.elapsed()
+    );
+    assert!(
+        after <= before + 32 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    let mut teacher = Client::connect(&server, &teacher);
+    let (_, _, offline) = teacher.opening();
+    assert_eq!(offline["messages"][0]["text"], "a question");
+}
+
+/// A flood of refused connections (503 past the per-address cap) and
+/// requests (421, a foreign Host) is logged as a summary, not a line each:
+/// 2,000 refusals, at most one line per 10 seconds (and the first).
+#[test]
+fn refusals_are_logged_as_a_summary() {
+    let server = Server::start(&["--max-per-address", "4"]);
+    let started = Instant::now();
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let addr = server.addr;
+    let refused = |request: &[u8]| {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = socket.write_all(request);
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer); // a reset after the 503 is fine
+        answer
+    };
+    wait_for("the cap to be reached", || {
+        refused(b"").starts_with("HTTP/1.1 503")
+    });
+    for _ in 0..1_000 {
+        refused(b"");
+    }
+    drop(held);
+    let foreign = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    wait_for("room again", || {
+        refused(foreign).starts_with("HTTP/1.1 421")
+    });
+    for _ in 0..1_000 {
+        refused(foreign);
+    }
+    let lines = server
+        .log()
+        .lines()
+        .filter(|line| line.contains("refused"))
+        .count();
+    let most = 2 + started.elapsed().as_secs() as usize / 10;
+    assert!(
+        (1..=most).contains(&lines),
+        "{lines} log lines about refusals, expected 1 to {most}"
+    );
+}

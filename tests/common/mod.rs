@@ -22,6 +22,8 @@ pub struct Server {
     pub child: Child,
     /// The lines it printed on stdout after the `listening on` line.
     pub output: mpsc::Receiver<String>,
+    /// Where its stderr (the log) goes.
+    pub log_path: std::path::PathBuf,
 }
 
 impl Server {
@@ -77,6 +79,7 @@ impl Server {
             addr,
             child,
             output: line,
+            log_path,
         })
     }
 
@@ -98,6 +101,11 @@ impl Server {
             lines.push(line); // ends when the reading thread hangs up
         }
         lines
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// `/healthz` as JSON.
