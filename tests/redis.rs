@@ -420,3 +420,56 @@ fn taking_finished_within<T>(
     }
     false
 }
+
+/// A burst of requests that all read Redis at once opens a connection
+/// each; afterwards at most 16 (`MAX_IDLE_READERS`) stay open for reuse,
+/// the rest are closed. (A busy script holds Redis for 400 ms, well under
+/// the 1 s that counts as an outage, so that 60 requests overlap.)
+#[test]
+fn a_burst_leaves_a_bounded_pool_of_connections() {
+    let redis = RedisServer::start();
+    let server = Server::start(&["--redis", &redis.url()]);
+    let cookie = login(&server, "reader");
+    let clients = || -> usize {
+        let list: String = redis.query(&["CLIENT", "LIST"]);
+        list.lines().count() - 1 // this query's own connection
+    };
+    let before = clients();
+    let addr = server.addr;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let busy = "local t = redis.call('TIME') \
+                        local stop = t[1] * 1000000 + t[2] + 400000 \
+                        repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop";
+            let _: () = redis.query(&["EVAL", busy, "0"]);
+        });
+        wait_for("the script to hold Redis", || {
+            use std::io::{Read, Write};
+            let mut probe = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+            let wait = std::time::Duration::from_millis(50);
+            probe.set_read_timeout(Some(wait)).unwrap();
+            probe.write_all(b"PING\r\n").unwrap();
+            probe.read(&mut [0; 16]).is_err() // no answer: busy
+        });
+        let requests: Vec<_> = (0..60)
+            .map(|_| {
+                let cookie = cookie.clone();
+                scope.spawn(move || {
+                    let request =
+                        format!("GET / HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+                    raw_http_at(addr, request.as_bytes()).status
+                })
+            })
+            .collect();
+        for request in requests {
+            assert_eq!(request.join().unwrap(), 200);
+        }
+    });
+    wait_for("the extra connections to close", || {
+        clients() <= before + 16
+    });
+    println!(
+        "Redis clients: {before} before the burst, {} after",
+        clients()
+    );
+}
