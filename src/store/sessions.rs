@@ -12,10 +12,13 @@
 //!
 //! So anonymous logins push out each other, never a person who connected.
 //! Step 1 costs O(1) (a queue in login order); steps 2 and 3 scan the table,
-//! which happens only once every session in it has been used.
+//! which happens only once every session in it has been used. The sessions
+//! of a name are found through an index by its key (`names::key`), not by
+//! a scan: a flood at the cap costs each login O(1), not O(sessions).
 //!
 //! Not locked on its own: each store keeps it behind its own mutex.
 
+use crate::names;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
@@ -27,10 +30,14 @@ pub struct Sessions {
     /// Some have come back or ended since (skipped when making room); it
     /// is rebuilt when it holds twice `cap`, so it stays within that.
     fresh: VecDeque<String>,
+    /// Name key -> the ids of its sessions.
+    by_key: HashMap<String, HashSet<String>>,
 }
 
 struct Entry {
     name: String,
+    /// `names::key(name)`.
+    key: String,
     expires: Instant,
     came_back: bool,
 }
@@ -41,6 +48,7 @@ impl Sessions {
             cap: cap.max(1),
             entries: HashMap::new(),
             fresh: VecDeque::new(),
+            by_key: HashMap::new(),
         }
     }
 
@@ -53,18 +61,24 @@ impl Sessions {
         expires: Instant,
         came_back: bool,
     ) -> Vec<(String, String)> {
-        if let Some(entry) = self.entries.get_mut(id) {
-            entry.name = name.to_string();
+        if let Some(entry) = self.entries.get_mut(id)
+            && entry.name == name
+        {
             entry.expires = expires;
             entry.came_back |= came_back;
             return Vec::new();
         }
+        let came_back = self.remove_entry(id).is_some_and(|e| e.came_back) || came_back;
         let mut ended = Vec::new();
         while self.entries.len() >= self.cap {
             ended.extend(self.make_room());
         }
+        let key = names::key(name);
+        let ids = self.by_key.entry(key.clone()).or_default();
+        ids.insert(id.to_string());
         let entry = Entry {
             name: name.to_string(),
+            key,
             expires,
             came_back,
         };
@@ -122,21 +136,33 @@ impl Sessions {
 
     /// Ends a session; its name, if it was here.
     pub fn remove(&mut self, id: &str) -> Option<String> {
-        self.entries.remove(id).map(|entry| entry.name)
+        self.remove_entry(id).map(|entry| entry.name)
     }
 
-    /// Ends every session whose name `which` picks.
-    pub fn remove_named(&mut self, which: impl Fn(&str) -> bool) {
-        self.entries.retain(|_, entry| !which(&entry.name));
+    fn remove_entry(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        if let Some(ids) = self.by_key.get_mut(&entry.key) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_key.remove(&entry.key);
+            }
+        }
+        Some(entry)
     }
 
-    /// The ids of the live sessions whose name `which` picks.
-    pub fn live(&self, which: impl Fn(&str) -> bool) -> Vec<String> {
+    /// Ends every session of the name with this key.
+    pub fn remove_of(&mut self, key: &str) {
+        for id in self.by_key.remove(key).unwrap_or_default() {
+            self.entries.remove(&id);
+        }
+    }
+
+    /// The ids of the live sessions of the name with this key.
+    pub fn live_of(&self, key: &str) -> Vec<String> {
         let now = Instant::now();
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.expires > now && which(&e.name))
-            .map(|(id, _)| id.clone())
+        let ids = self.by_key.get(key).into_iter().flatten();
+        ids.filter(|id| self.entries.get(*id).is_some_and(|e| e.expires > now))
+            .cloned()
             .collect()
     }
 
@@ -199,7 +225,8 @@ mod tests {
         );
         // Renewing one already here ends nobody.
         assert!(sessions.insert("d", "d", later(40), false).is_empty());
-        assert_eq!(sessions.live(|_| true).len(), 2);
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions.live_of("d"), ["d"]);
     }
 
     #[test]
@@ -208,12 +235,14 @@ mod tests {
         sessions.insert("a", "alice", later(10), false);
         sessions.insert("b", "bob", Instant::now(), false);
         assert_eq!(sessions.get("b"), None, "expired");
-        assert_eq!(sessions.live(|n| n == "alice"), ["a"]);
+        assert_eq!(sessions.live_of("alice"), ["a"]);
+        assert_eq!(sessions.live_of("bob"), Vec::<String>::new(), "expired");
         assert_eq!(sessions.names_that_came_back(), HashSet::new());
         sessions.get("a");
         assert_eq!(sessions.names_that_came_back(), HashSet::from(["alice"]));
         assert_eq!(sessions.remove("a").as_deref(), Some("alice"));
-        sessions.remove_named(|n| n == "bob");
+        sessions.remove_of("bob");
         assert_eq!(sessions.len(), 0);
+        assert!(sessions.by_key.is_empty());
     }
 }
