@@ -274,7 +274,7 @@ pub fn storm_table(runs: &[crate::storm::StormRun]) -> String {
     type Cell = fn(&crate::storm::StormRun) -> String;
     let rows: [(&str, Cell, String); 9] = [
         (
-            "welcomed / failed / closed by the server / open but out of the room",
+            "welcomed / failed / closed by the server / open but missing messages at the end",
             |r| {
                 format!(
                     "{} / {} / {} / {}",
@@ -289,12 +289,18 @@ pub fn storm_table(runs: &[crate::storm::StormRun]) -> String {
         (
             "first connect → last welcome (last connect started at)",
             |r| {
-                format!(
-                    "{} ({:.2} s)",
-                    r.all_welcomed_s
-                        .map_or("–".to_string(), |x| format!("{x:.1} s")),
-                    r.last_connect_s
-                )
+                let last = r
+                    .all_welcomed_s
+                    .map_or("–".to_string(), |x| format!("{x:.1} s"));
+                if r.welcomed < r.people {
+                    format!(
+                        "not all: the last of {} at {last} ({:.2} s)",
+                        thousands(r.welcomed as f64),
+                        r.last_connect_s
+                    )
+                } else {
+                    format!("{last} ({:.2} s)", r.last_connect_s)
+                }
             },
             "≤ 3 s after the last connect".into(),
         ),
@@ -317,7 +323,19 @@ pub fn storm_table(runs: &[crate::storm::StormRun]) -> String {
         ),
         (
             "RSS per connection after the storm",
-            |r| format!("{:.1} KiB", r.rss_per_connection_kib),
+            |r| {
+                if r.open_after == r.people {
+                    format!("{:.1} KiB", r.rss_per_connection_kib)
+                } else if r.open_after > 0 {
+                    format!(
+                        "{:.1} KiB (of {} open)",
+                        r.rss_per_connection_kib,
+                        thousands(r.open_after as f64)
+                    )
+                } else {
+                    "– (none open)".to_string()
+                }
+            },
             format!("≤ {RSS_TARGET_KIB:.0} KiB at 10,000"),
         ),
         (

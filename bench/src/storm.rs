@@ -579,9 +579,14 @@ pub async fn storm(
     run.error_frames = shared.errors.get();
     run.bytes_read = shared.bytes.get();
 
+    // Per connection only when the storm's connections are there to count
+    // (with everyone dropped it would be the speakers' share of it all).
     let open = (run.open_after + speakers.len()) as f64;
-    run.rss_per_connection_kib =
-        run.rss_after_kib.saturating_sub(run.rss_before_kib) as f64 / open.max(1.0);
+    run.rss_per_connection_kib = if run.open_after > 0 {
+        run.rss_after_kib.saturating_sub(run.rss_before_kib) as f64 / open
+    } else {
+        f64::NAN
+    };
     run.join_p99_met = run.welcomed == people && run.join_p99_ms <= JOIN_P99_TARGET_MS;
     run.message_p99_met = run.message_p99_ms <= MESSAGE_P99_TARGET_MS;
     run.nobody_dropped = run.open_after == people && run.open_but_missing == 0;
