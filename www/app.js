@@ -1,10 +1,11 @@
 /*
- * lanchat chat page: one WebSocket, a timeline, the people list, and a
- * message box; for the host, menus and a panel to run the class. No
- * framework, no build step; the wire format is the one in docs/PROTOCOL.md
- * (frames welcome, history, offline, join, leave, message, private,
- * deleted, error; mode, muted, unmuted, banned, unbanned, cleared; the
- * host frames the page sends; POST /password).
+ * lanchat chat page: one WebSocket, the conversations (the room, and one
+ * per person written with privately), the people list, and a message box;
+ * for the host, menus and a panel to run the class. No framework, no build
+ * step; the wire format is the one in docs/PROTOCOL.md (frames welcome,
+ * history, offline, join, leave, message, private, typing, deleted, error;
+ * mode, muted, unmuted, banned, unbanned, cleared; the host frames the page
+ * sends; POST /password). Every string comes from i18n.js: t('key').
  *
  * The file reads top to bottom:
  *
@@ -26,7 +27,14 @@
  *                  history; every reconnect asks only for what came after
  *                  the last seq seen.
  *   3. Rendering   Builds the DOM for messages, notices and the people
- *                  list. Text that users wrote is only ever put on the page
+ *                  list. Each conversation has its own pane in the
+ *                  timeline (only the open one is shown) and an unread
+ *                  count in the people list; the tab title and the favicon
+ *                  show the total. What was read is kept per conversation
+ *                  in localStorage (the last seq read), so the "New since
+ *                  your last visit" divider and the counts survive a
+ *                  reload. A message that mentions me (@name) is
+ *                  highlighted and its count is marked as a mention. Text that users wrote is only ever put on the page
  *                  with textContent / text nodes, never innerHTML, so a
  *                  message like <img src=x onerror=alert(1)> shows up
  *                  literally. Hosts get a "host" badge in the people list
@@ -34,7 +42,9 @@
  *                  teacher: the badge comes from the server's `hosts`, never
  *                  from a name.
  *   4. Composer    Enter sends, Shift+Enter breaks the line, a click on a
- *                  name switches to private mode, a click on "Delete" (twice:
+ *                  name opens the private conversation with them, `@` offers
+ *                  the people online to mention, typing tells the others
+ *                  (at most every TYPING_EVERY_MS), a click on "Delete" (twice:
  *                  once to arm, once to confirm) deletes one's own room
  *                  message, server errors appear under the box.
  *   5. Mode line   The line under the box says why I cannot send right now
@@ -57,6 +67,13 @@
  *                  back (mode, muted, banned, deleted, cleared), not before.
  *   7. Password    A small dialog that sets or changes the password that
  *                  keeps one's name (POST /password with fetch).
+ *   8. Settings    Language; a short sound (WebAudio, no audio file) for
+ *                  every message, for mentions and private messages, or
+ *                  never; system notifications where the browser allows
+ *                  them (a secure context: HTTPS or localhost), and a plain
+ *                  explanation where it does not (plain HTTP on a LAN).
+ *                  Screen readers hear new messages through #announcer,
+ *                  summed up when many come at once.
  *
  * Files and photos live in files.js (loaded first, one global `Files`):
  * attaching, downscaling, the upload, and a message's thumbnail or download
@@ -117,27 +134,25 @@ const DELETE_ARMED_MS = 4000;
 
 const BASE_TITLE = document.title;
 
-// What to say for an error frame that comes without its human-readable
-// message (the server normally sends one, and that is what is shown).
-const ERROR_TEXT = {
-  too_long: 'That message is too long: 4000 characters at most.',
-  empty: 'Type something first.',
-  rate_limited: 'You are sending too fast. Wait a moment and try again.',
-  unknown_user: 'Nobody has that name here.',
-  bad_request: 'The server did not understand that.',
-  not_found: 'That message is no longer there to delete.',
-  forbidden: 'You are not allowed to do that.',
-  muted: 'The host has muted you for now.',
-  announce_only: 'Only the host can write to everyone right now.',
-  slow_mode: 'Slow mode: wait a little before your next message.',
-  private_off: 'Private messages between students are off right now.',
-  unknown_file: 'That file is no longer on the server: attach it again.',
-};
+const t = I18n.t;
+
+// localStorage key, followed by the name: the last seq read in each
+// conversation ({"": seq for the room, "bob": seq, ...}).
+const READ_KEY_PREFIX = 'lanchat.read.';
+
+// Typing: sent at most this often while the box changes (the server relays
+// no more than one every 2 s anyway); shown this long after the last one.
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 5000;
+
+// At most this many names offered after `@`.
+const MENTIONS_OFFERED = 8;
+
+// New messages within this window are announced to screen readers as one.
+const ANNOUNCE_WINDOW_MS = 1500;
 
 // Errors that answer a delete, not a message: no text to give back.
 const DELETE_ERRORS = new Set(['not_found', 'forbidden']);
-
-const GAP_TEXT = 'You missed more messages than the server keeps; showing the latest.';
 
 // The class mode of a server that says nothing about it (the contract's MODE).
 const DEFAULT_MODE = { announce: false, slow: 0, private: true, uploads: true };
@@ -173,12 +188,13 @@ const state = {
   seen: new Set(),     // ids of the messages shown so far (dedupe across reconnects)
   lastSeq: null,       // the highest seq seen on this page; null: none yet
   storedSeq: null,     // the highest seq this browser had shown me before this page load
-  privateTo: null,     // whom the composer writes to privately; null = everyone
+  privateTo: null,     // the open conversation, whom the composer writes to; null = the room
   historyShown: false, // the first history came: later connects ask for after=lastSeq
-  unread: 0,           // messages received while the tab was hidden
+  unread: new Map(),   // conversation (null: the room) -> {count, mentions} not read yet
+  read: {},            // conversation key ('' for the room) -> last seq read
+  typing: new Map(),   // conversation -> Map(name -> when to stop showing it, ms)
+  lastTyping: 0,       // when I last sent a typing frame (ms)
   lastSent: null,      // the last frame sent, to give its text back on an error
-  lastGroup: null,     // {key, ts} of the last message drawn, for grouping
-  lastDay: null,       // the local day of the last message drawn, for day dividers
   hosts: new Set(),    // names online as a host now (welcome, join, leave)
   amHost: false,       // this connection is a host's: menus and panel shown
   mode: { ...DEFAULT_MODE }, // the class mode, from welcome and mode frames
@@ -230,7 +246,10 @@ const handlers = {
       return;
     }
     const reconnect = state.me !== null;
-    if (!reconnect) state.storedSeq = storedSeq(frame.name);
+    if (!reconnect) {
+      state.storedSeq = storedSeq(frame.name);
+      state.read = loadRead(frame.name);
+    }
     state.me = frame.name;
     state.online = [...frame.users];
     presence.queue = []; // older than this list of who is online
@@ -280,31 +299,41 @@ const handlers = {
       // more was missed than the server keeps, say so, and a reader who was
       // following starts reading at that notice.
       const following = isAtBottom();
-      const gap = frame.gap === true ? addNotice(GAP_TEXT, { kind: 'gap' }) : null;
+      const gap = frame.gap === true ? addNotice(t('gap'), { kind: 'gap' }) : null;
       for (const message of messages) {
         noteSeq(message);
-        if (addMessage(message)) countUnread(message);
+        if (addMessage(message)) arrived(message, { live: true });
       }
       if (gap && following) scrollToShow(gap);
       return;
     }
 
+    // The first history of this page load. In each conversation, the
+    // first message after the last one read gets the "New since your last
+    // visit" divider (unless it is the conversation's first message); the
+    // others' messages after it count as unread.
     state.historyShown = true;
-    const firstNew = state.storedSeq === null
-      ? -1
-      : messages.findIndex((message) => Number.isInteger(message.seq) && message.seq > state.storedSeq);
+    const seenNew = new Set();
     let newSince = null;
-    messages.forEach((message, index) => {
-      if (index === firstNew && index > 0) newSince = addDivider('New since your last visit', { scroll: false });
+    for (const message of messages) {
+      const conversation = conversationOf(message);
+      const isNew = Number.isInteger(message.seq) && message.seq > lastRead(conversation);
+      if (isNew && !seenNew.has(conversation)) {
+        seenNew.add(conversation);
+        if (paneFor(conversation).node.querySelector('.msg')) {
+          const divider = addDivider(t('divider.new'), { conversation, scroll: false });
+          if (conversation === state.privateTo) newSince = divider;
+        }
+      }
       noteSeq(message);
-      addMessage(message);
-    });
+      if (addMessage(message) && isNew) arrived(message, { live: false });
+    }
     if (newSince) {
       scrollToShow(newSince);
-    } else if (messages.length > 0) {
-      addDivider(`You joined at ${formatTime(Date.now())}`);
+    } else if (paneFor(null).node.querySelector('.msg')) {
+      addDivider(t('divider.joined', { time: formatTime(Date.now()) }));
     } else {
-      addEmptyState();
+      addEmptyState(null);
     }
   },
 
@@ -314,11 +343,11 @@ const handlers = {
     for (const message of messages) noteSeq(message);
     const waiting = messages.filter((message) => !state.seen.has(message.id));
     if (waiting.length === 0) return;
-    const count = waiting.length === 1 ? 'A private message' : `${waiting.length} private messages`;
-    addNotice(`${count} arrived while you were away`, { kind: 'inbox', ts: waiting[0].ts });
+    const notice = waiting.length === 1 ? t('inbox.one') : t('inbox.many', { count: waiting.length });
+    addNotice(notice, { kind: 'inbox', ts: waiting[0].ts });
     for (const message of waiting) {
       addMessage(message, { fromInbox: true });
-      countUnread(message);
+      arrived(message, { live: false });
     }
   },
 
@@ -341,14 +370,26 @@ const handlers = {
       state.lastRoomSent = Date.now();
       renderModeLine();
     }
-    if (addMessage(frame)) countUnread(frame);
+    stopTyping(null, frame.from);
+    if (addMessage(frame)) arrived(frame, { live: true });
   },
 
   private(frame) {
     noteSeq(frame);
     learnClock(frame.ts);
     learnContacts([frame]);
-    if (addMessage(frame)) countUnread(frame);
+    stopTyping(frame.from, frame.from);
+    if (addMessage(frame)) arrived(frame, { live: true });
+  },
+
+  // Someone is typing in the room (no `to`) or to me (`to`): shown for a
+  // few seconds after the last of these, or until their message comes.
+  typing(frame) {
+    if (typeof frame.name !== 'string' || frame.name === state.me) return;
+    const conversation = typeof frame.to === 'string' ? frame.name : null;
+    if (!state.typing.has(conversation)) state.typing.set(conversation, new Map());
+    state.typing.get(conversation).set(frame.name, Date.now() + TYPING_SHOWN_MS);
+    renderTyping();
   },
 
   // A room message was deleted (by its author, or a host): it leaves
@@ -372,11 +413,11 @@ const handlers = {
     const until = formatTime(frame.until);
     if (frame.name === state.me) {
       state.mutedUntil = frame.until;
-      addNotice(`The host muted you until ${until}.`, { kind: 'mode' });
+      addNotice(t('notice.youMuted', { time: until }), { kind: 'mode' });
     }
     if (state.amHost) {
       state.muted.set(frame.name, frame.until);
-      if (frame.name !== state.me) addNotice(`${frame.name} is muted until ${until}.`, { kind: 'mode' });
+      if (frame.name !== state.me) addNotice(t('notice.muted', { name: frame.name, time: until }), { kind: 'mode' });
       renderHostPanel();
       renderUsers();
     }
@@ -387,11 +428,11 @@ const handlers = {
     if (typeof frame.name !== 'string') return;
     if (frame.name === state.me) {
       state.mutedUntil = null;
-      addNotice('The host unmuted you: you can write again.', { kind: 'mode' });
+      addNotice(t('notice.youUnmuted'), { kind: 'mode' });
     }
     if (state.amHost) {
       state.muted.delete(frame.name);
-      if (frame.name !== state.me) addNotice(`${frame.name} is no longer muted.`, { kind: 'mode' });
+      if (frame.name !== state.me) addNotice(t('notice.unmuted', { name: frame.name }), { kind: 'mode' });
       renderHostPanel();
       renderUsers();
     }
@@ -402,7 +443,7 @@ const handlers = {
   banned(frame) {
     if (typeof frame.name !== 'string') return;
     state.banned.add(frame.name);
-    addNotice(`${frame.name} is banned.`, { kind: 'mode' });
+    addNotice(t('notice.banned', { name: frame.name }), { kind: 'mode' });
     renderHostPanel();
     renderUsers();
   },
@@ -410,7 +451,7 @@ const handlers = {
   unbanned(frame) {
     if (typeof frame.name !== 'string') return;
     state.banned.delete(frame.name);
-    addNotice(`${frame.name} may log in again.`, { kind: 'mode' });
+    addNotice(t('notice.unbanned', { name: frame.name }), { kind: 'mode' });
     renderHostPanel();
     renderUsers();
   },
@@ -419,12 +460,15 @@ const handlers = {
   // view (private ones are not part of it and stay).
   cleared() {
     for (const node of timeline.querySelectorAll('.msg:not(.private)')) node.remove();
-    state.lastGroup = null;
-    addNotice('The host cleared the history.', { kind: 'mode' });
+    paneFor(null).lastGroup = null;
+    addNotice(t('notice.cleared'), { kind: 'mode' });
   },
 
   error(frame) {
-    const text = frame.message || ERROR_TEXT[frame.code] || 'The server refused that.';
+    // Said in the page's language by its code; a code this page does not
+    // know keeps the server's own (English) message.
+    const known = t(`error.${frame.code}`) !== `error.${frame.code}`;
+    const text = known ? t(`error.${frame.code}`) : frame.message || t('error.other');
     if (MODE_ERRORS.has(frame.code)) learnRefusal(frame);
     const line = modeLine();
     if (MODE_ERRORS.has(frame.code) && line && line.blocked) {
@@ -484,22 +528,16 @@ function modeFrom(frame, base) {
 // Says in the timeline what changed in the class mode, one notice a change.
 function noteModeChanges(before, after) {
   if (after.announce !== before.announce) {
-    addNotice(after.announce
-      ? 'Announce-only: only the host writes to everyone now.'
-      : 'Announce-only is over: everyone can write again.', { kind: 'mode' });
+    addNotice(after.announce ? t('notice.announceOn') : t('notice.announceOff'), { kind: 'mode' });
   }
   if (after.slow !== before.slow) {
-    addNotice(after.slow > 0
-      ? `Slow mode: one message every ${duration(after.slow)}.`
-      : 'Slow mode is off.', { kind: 'mode' });
+    addNotice(after.slow > 0 ? t('notice.slowOn', { duration: duration(after.slow) }) : t('notice.slowOff'), { kind: 'mode' });
   }
   if (after.private !== before.private) {
-    addNotice(after.private
-      ? 'Private messages between students are allowed again.'
-      : 'Private messages between students are off (writing to the host still works).', { kind: 'mode' });
+    addNotice(after.private ? t('notice.privateOn') : t('notice.privateOff'), { kind: 'mode' });
   }
   if (after.uploads !== before.uploads) {
-    addNotice(after.uploads ? 'File uploads are on again.' : 'File uploads are off.', { kind: 'mode' });
+    addNotice(after.uploads ? t('notice.uploadsOn') : t('notice.uploadsOff'), { kind: 'mode' });
   }
 }
 
@@ -525,6 +563,34 @@ function storedSeq(name) {
   } catch {
     return null;
   }
+}
+
+// What was read, per conversation: the last seq read in each, kept in
+// localStorage for this name (the key of the room is '').
+function loadRead(name) {
+  try {
+    const value = JSON.parse(localStorage.getItem(READ_KEY_PREFIX + name));
+    return value && typeof value === 'object' ? value : {};
+  } catch {
+    return {};
+  }
+}
+
+function saveRead() {
+  try {
+    localStorage.setItem(READ_KEY_PREFIX + state.me, JSON.stringify(state.read));
+  } catch {
+    // Storage disabled: the counts hold until the page is reloaded.
+  }
+}
+
+// The last seq read in a conversation: its own record, else the last seq
+// this browser showed this name, else none yet (a first visit: nothing is
+// new).
+function lastRead(conversation) {
+  const own = state.read[conversation === null ? '' : conversation];
+  if (Number.isInteger(own)) return own;
+  return state.storedSeq === null ? Infinity : state.storedSeq;
 }
 
 // The people one writes with privately stay in the people list, offline
@@ -574,19 +640,46 @@ function addMessage(message, { fromInbox = false } = {}) {
   if (state.seen.has(message.id)) return false;
   state.seen.add(message.id);
 
-  const follow = isAtBottom() || message.from === state.me;
-  removeEmptyState();
-  addDayDividerIfNeeded(message.ts);
-  timeline.append(messageNode(message, fromInbox));
+  const pane = paneFor(conversationOf(message));
+  const open = !pane.node.hidden;
+  const follow = open && (isAtBottom() || message.from === state.me);
+  removeEmptyState(pane);
+  addDayDividerIfNeeded(message.ts, pane);
+  pane.node.append(messageNode(message, fromInbox, pane));
+  if (Number.isInteger(message.seq)) pane.maxSeq = Math.max(pane.maxSeq ?? 0, message.seq);
   if (follow) {
     scrollToBottom();
-  } else {
+  } else if (open) {
     $('jump').hidden = false;
   }
   return true;
 }
 
-function messageNode(message, fromInbox) {
+// The conversation a message belongs to: null for the room, else the
+// other person of a private message.
+function conversationOf(message) {
+  if (message.type !== 'private') return null;
+  return message.from === state.me ? message.to : message.from;
+}
+
+// One pane per conversation in the timeline; only the open one is shown.
+// Each groups its messages and dates its days on its own.
+const panes = new Map(); // conversation -> {node, lastGroup, lastDay, maxSeq}
+
+function paneFor(conversation) {
+  let pane = panes.get(conversation);
+  if (!pane) {
+    const node = el('section', 'pane');
+    node.dataset.conversation = conversation === null ? '' : conversation;
+    node.hidden = conversation !== state.privateTo;
+    pane = { node, lastGroup: null, lastDay: null, maxSeq: null };
+    panes.set(conversation, pane);
+    timeline.append(node);
+  }
+  return pane;
+}
+
+function messageNode(message, fromInbox, pane) {
   const mine = message.from === state.me;
   const isPrivate = message.type === 'private';
 
@@ -600,9 +693,9 @@ function messageNode(message, fromInbox) {
 
   // Group with the previous message: same sender, same audience, soon after.
   const groupKey = `${message.type}\n${message.from}\n${message.to || ''}`;
-  const previous = state.lastGroup;
+  const previous = pane.lastGroup;
   const continued = previous && previous.key === groupKey && message.ts - previous.ts < GROUP_WINDOW_MS;
-  state.lastGroup = { key: groupKey, ts: message.ts };
+  pane.lastGroup = { key: groupKey, ts: message.ts };
   node.classList.toggle('continued', Boolean(continued));
 
   if (!mine) node.append(avatarNode(message.from));
@@ -613,14 +706,18 @@ function messageNode(message, fromInbox) {
     const lock = el('span', 'lock-icon');
     lock.setAttribute('aria-hidden', 'true');
     header.append(lock, ' ');
-    header.append(whoNode(message.from, mine ? 'You' : message.from));
+    header.append(whoNode(message.from, mine ? t('you') : message.from));
     header.append(el('span', 'arrow', ' → '));
-    header.append(whoNode(message.to, message.to === state.me ? 'you' : message.to));
-    header.append(el('span', 'private-label', ' · private'));
+    header.append(whoNode(message.to, message.to === state.me ? t('you.lower') : message.to));
+    header.append(el('span', 'private-label', t('private.label')));
   } else {
-    const who = whoNode(message.from, mine ? 'You' : message.from);
+    const who = whoNode(message.from, mine ? t('you') : message.from);
     if (!mine) who.style.setProperty('--hue', hue(message.from));
     header.append(who);
+  }
+  if (mentionsMe(message)) {
+    node.classList.add('mentions-me');
+    header.append(el('span', 'visually-hidden', t('mentions.you')));
   }
   body.append(header);
   node.classList.toggle('from-host', state.hosts.has(message.from));
@@ -636,16 +733,16 @@ function messageNode(message, fromInbox) {
   body.append(bubble);
 
   if (isPrivate && !mine) {
-    const reply = el('button', 'msg-action reply', 'Reply privately');
+    const reply = el('button', 'msg-action reply', t('reply'));
     reply.type = 'button';
-    reply.addEventListener('click', () => setPrivateTo(message.from));
+    reply.addEventListener('click', () => openConversation(message.from));
     body.append(reply);
   }
 
   // A host's menu on everyone else's messages (CSS shows it only on a
   // host's page: body.is-host): delete a room message, act on its author.
   if (!mine) {
-    const label = `Host actions for this message from ${message.from}`;
+    const label = t('host.actionsMessage', { name: message.from });
     const more = menuButton('msg-action msg-menu host-only', label);
     more.addEventListener('click', () => toggleMenu(more, label, () => messageItems(message)));
     body.append(more);
@@ -653,9 +750,9 @@ function messageNode(message, fromInbox) {
 
   // Room messages only: private ones cannot be deleted.
   if (!isPrivate && mine) {
-    const remove = el('button', 'msg-action delete', 'Delete');
+    const remove = el('button', 'msg-action delete', t('delete'));
     remove.type = 'button';
-    remove.title = 'Delete this message for everyone';
+    remove.title = t('delete.title');
     remove.addEventListener('click', () => deleteClicked(remove, message.id));
     remove.addEventListener('blur', () => {
       if (!remove.disabled) disarmDelete(remove);
@@ -677,8 +774,8 @@ function whoNode(name, label) {
 }
 
 function hostBadge() {
-  const badge = el('span', 'host-badge', 'host');
-  badge.title = 'Connected with the host link';
+  const badge = el('span', 'host-badge', t('host'));
+  badge.title = t('host.title');
   return badge;
 }
 
@@ -724,54 +821,58 @@ function removeMessage(id) {
   if (!node.classList.contains('continued') && next && next.classList.contains('continued')) {
     next.classList.remove('continued');
   }
-  if (node === timeline.lastElementChild) state.lastGroup = null;
+  const pane = [...panes.values()].find((candidate) => candidate.node === node.parentElement);
+  if (pane && node === pane.node.lastElementChild) pane.lastGroup = null;
   node.remove();
 }
 
-// A one-line notice in the timeline (joins, leaves, the inbox, a gap).
-function addNotice(text, { ts = Date.now(), kind = 'presence' } = {}) {
-  const follow = isAtBottom();
-  addDayDividerIfNeeded(ts);
+// A one-line notice in a conversation's pane, the room's unless told
+// (joins, leaves, the inbox, a gap, the mode).
+function addNotice(text, { ts = Date.now(), kind = 'presence', conversation = null } = {}) {
+  const pane = paneFor(conversation);
+  const follow = !pane.node.hidden && isAtBottom();
+  addDayDividerIfNeeded(ts, pane);
   const node = el('p', `notice notice-${kind}`);
   node.append(el('span', null, text));
   if (kind === 'presence') node.append(el('time', 'time', ` · ${formatTime(ts)}`));
-  timeline.append(node);
-  state.lastGroup = null;
+  pane.node.append(node);
+  pane.lastGroup = null;
   if (follow) scrollToBottom();
   return node;
 }
 
-function addDivider(text, { scroll = true } = {}) {
+function addDivider(text, { scroll = true, conversation = null } = {}) {
+  const pane = paneFor(conversation);
   const node = el('div', 'divider');
   node.setAttribute('role', 'separator');
   node.append(el('span', null, text));
-  timeline.append(node);
-  state.lastGroup = null;
-  if (scroll) scrollToBottom();
+  pane.node.append(node);
+  pane.lastGroup = null;
+  if (scroll && !pane.node.hidden) scrollToBottom();
   return node;
 }
 
-function addDayDividerIfNeeded(ts) {
+function addDayDividerIfNeeded(ts, pane) {
   const day = new Date(ts).toDateString();
-  if (day === state.lastDay) return;
-  state.lastDay = day;
+  if (day === pane.lastDay) return;
+  pane.lastDay = day;
   const node = el('div', 'divider day');
   node.setAttribute('role', 'separator');
   node.append(el('span', null, dayLabel(ts)));
-  timeline.append(node);
-  state.lastGroup = null;
+  pane.node.append(node);
+  pane.lastGroup = null;
 }
 
-function addEmptyState() {
+// What an empty conversation says: who reads what is written there.
+function addEmptyState(conversation) {
   const node = el('div', 'empty-state');
-  node.id = 'empty-state';
-  node.append(el('p', 'empty-title', 'No messages yet'));
-  node.append(el('p', null, 'Say hello: everyone online sees what you write here.'));
-  timeline.append(node);
+  node.append(el('p', 'empty-title', t('empty.title')));
+  node.append(el('p', null, conversation === null ? t('empty.room') : t('empty.private', { name: conversation })));
+  paneFor(conversation).node.append(node);
 }
 
-function removeEmptyState() {
-  const node = $('empty-state');
+function removeEmptyState(pane) {
+  const node = pane.node.querySelector('.empty-state');
   if (node) node.remove();
 }
 
@@ -813,7 +914,7 @@ function flushPresence() {
       } else {
         state.hosts.delete(frame.name);
       }
-      joined.push(frame.host === true ? `${frame.name} (host)` : frame.name);
+      joined.push(frame.host === true ? t('names.host', { name: frame.name }) : frame.name);
     } else {
       online.delete(frame.name);
       state.hosts.delete(frame.name);
@@ -823,7 +924,15 @@ function flushPresence() {
   state.online = [...online].sort();
   if (newHost) markHosts();
   renderUsers();
-  addPresenceNotice(joined, left, events[events.length - 1].ts);
+  const ts = events[events.length - 1].ts;
+  addPresenceNotice(joined, left, ts);
+  // The person of an open private conversation coming or going is said there too.
+  for (const frame of events) {
+    if (panes.has(frame.name)) {
+      addNotice(t(frame.type === 'join' ? 'conversation.online' : 'conversation.offline', { name: frame.name }),
+        { ts, conversation: frame.name });
+    }
+  }
 }
 
 // One notice for a frame's worth of presence: "alice and bob joined",
@@ -831,8 +940,8 @@ function flushPresence() {
 // PRESENCE_NOTICES_KEPT of them stay in the timeline.
 function addPresenceNotice(joined, left, ts) {
   const parts = [];
-  if (joined.length > 0) parts.push(`${namesInShort(joined)} joined`);
-  if (left.length > 0) parts.push(`${namesInShort(left)} left`);
+  if (joined.length > 0) parts.push(t('joined', { names: namesInShort(joined) }));
+  if (left.length > 0) parts.push(t('left', { names: namesInShort(left) }));
   const node = addNotice(parts.join(' · '), { ts: Number.isFinite(ts) ? ts : Date.now() });
   presence.notices.push(node);
   if (presence.notices.length > PRESENCE_NOTICES_KEPT) presence.notices.shift().remove();
@@ -841,14 +950,20 @@ function addPresenceNotice(joined, left, ts) {
 function namesInShort(names) {
   const unique = [...new Set(names)];
   if (unique.length === 1) return unique[0];
-  if (unique.length <= PRESENCE_NAMES_SHOWN) return `${unique.slice(0, -1).join(', ')} and ${unique[unique.length - 1]}`;
-  const shown = unique.slice(0, PRESENCE_NAMES_SHOWN - 1).join(', ');
-  return `${shown} and ${unique.length - PRESENCE_NAMES_SHOWN + 1} others`;
+  if (unique.length <= PRESENCE_NAMES_SHOWN) {
+    return t('names.two', { first: unique.slice(0, -1).join(', '), last: unique[unique.length - 1] });
+  }
+  const first = unique.slice(0, PRESENCE_NAMES_SHOWN - 1).join(', ');
+  return t('names.many', { first, count: unique.length - PRESENCE_NAMES_SHOWN + 1 });
 }
 
-// Who is online, then the people I have talked with privately who are
-// not: both lists offer a click to write to them privately.
+// The conversations: the room, who is online, then the people I have
+// talked with privately who are not; each with its unread count, and a
+// click opens it. Drawn again as a whole (at most once per animation frame
+// for presence); the keyboard focus stays on the same person's button.
 function renderUsers() {
+  const focused = document.activeElement && document.activeElement.closest('#people .person')
+    ? document.activeElement : null;
   const list = $('user-list');
   list.replaceChildren();
   for (const name of state.online) {
@@ -857,7 +972,7 @@ function renderUsers() {
       const self = el('span', 'user self');
       self.append(avatarNode(name), el('span', 'user-name', name));
       if (state.hosts.has(name)) self.append(hostBadge());
-      self.append(el('span', 'you-tag', 'you'));
+      self.append(el('span', 'you-tag', t('you.tag')));
       item.append(self);
     } else {
       item.append(userButton(name, true));
@@ -878,9 +993,22 @@ function renderUsers() {
   }));
   awayList.hidden = away.length === 0;
   $('offline-heading').hidden = away.length === 0;
+
+  $('room-button').setAttribute('aria-pressed', String(state.privateTo === null));
+  renderBadge($('room-unread'), state.unread.get(null));
+  if (focused && !focused.isConnected) refocus(focused);
   relinkMenu();
   renderPrivateChip();
   renderModeLine();
+}
+
+// The button in the redrawn list that stands where `old` stood: the same
+// person's, of the same kind (their name, or the host's menu).
+function refocus(old) {
+  const name = old.dataset.name;
+  const again = Array.from(document.querySelectorAll(`#people .${old.classList[0]}`))
+    .find((button) => button.dataset.name === name);
+  if (again) again.focus();
 }
 
 function avatarNode(name) {
@@ -893,20 +1021,38 @@ function avatarNode(name) {
 function userButton(name, online) {
   const button = el('button', online ? 'user' : 'user is-offline');
   button.type = 'button';
-  button.title = online
-    ? `Write privately to ${name}`
-    : `Write privately to ${name} (offline: gets it on return)`;
+  button.dataset.name = name;
+  button.title = online ? t('user.title', { name }) : t('user.titleAway', { name });
   button.setAttribute('aria-pressed', String(name === state.privateTo));
   button.append(avatarNode(name), el('span', 'user-name', name));
   if (online && state.hosts.has(name)) button.append(hostBadge());
-  if (state.amHost && isMuted(name)) button.append(el('span', 'muted-tag', 'muted'));
-  if (state.amHost && state.banned.has(name)) button.append(el('span', 'muted-tag', 'banned'));
-  if (!online) button.append(el('span', 'offline-tag', 'offline'));
+  if (state.amHost && isMuted(name)) button.append(el('span', 'muted-tag', t('muted.tag')));
+  if (state.amHost && state.banned.has(name)) button.append(el('span', 'muted-tag', t('banned.tag')));
+  if (!online) button.append(el('span', 'offline-tag', t('offline.tag')));
+  const badge = el('span', 'unread-badge');
+  renderBadge(badge, state.unread.get(name));
+  button.append(badge);
   button.addEventListener('click', () => {
-    setPrivateTo(name);
+    openConversation(name);
     togglePeople(false);
   });
   return button;
+}
+
+// An unread badge: the count ("@3" when one of them mentions me), and for
+// screen readers the same in words. Hidden when nothing is unread.
+function renderBadge(badge, unread) {
+  const count = unread ? unread.count : 0;
+  badge.hidden = count === 0;
+  badge.classList.toggle('is-mention', count > 0 && unread.mentions > 0);
+  if (count === 0) {
+    badge.replaceChildren();
+    return;
+  }
+  const shown = el('span', null, `${unread.mentions > 0 ? '@' : ''}${count}`);
+  shown.setAttribute('aria-hidden', 'true');
+  const words = unread.mentions > 0 ? t('unread.mention', { count }) : t('unread', { count });
+  badge.replaceChildren(shown, el('span', 'visually-hidden', words));
 }
 
 function renderPrivateChip() {
@@ -915,22 +1061,148 @@ function renderPrivateChip() {
   $('private-name').textContent = name || '';
   $('private-away').hidden = name === null || state.online.includes(name);
   $('composer').classList.toggle('is-private', name !== null);
-  input.placeholder = name === null ? 'Message everyone' : `Private message to ${name}`;
+  input.placeholder = name === null ? t('placeholder.room') : t('placeholder.private', { name });
 }
 
-// Unread count in the tab title while the tab is hidden.
-function countUnread(message) {
-  if (!document.hidden || message.from === state.me) return;
-  state.unread += 1;
-  document.title = `(${state.unread}) ${BASE_TITLE}`;
+// Opens a conversation: the room (null) or the private one with `name`.
+// Its pane is shown and read, and the message box writes to it.
+function openConversation(conversation) {
+  state.privateTo = conversation;
+  const pane = paneFor(conversation);
+  for (const other of panes.values()) other.node.hidden = other !== pane;
+  if (!pane.node.querySelector('.msg, .notice, .empty-state')) addEmptyState(conversation);
+  scrollToBottom();
+  markRead(conversation);
+  renderUsers();
+  renderTyping();
+  input.focus();
+}
+
+/* Unread counts -------------------------------------------------------- */
+
+// A message that was not on screen came: it is unread unless its
+// conversation is open in a visible tab. Live ones (not a history loaded
+// at start) also make a sound, a notification, and a word for screen
+// readers (section 8).
+function arrived(message, { live }) {
+  const conversation = conversationOf(message);
+  const looking = conversation === state.privateTo && !document.hidden;
+  if (message.from === state.me || looking) {
+    if (conversation === state.privateTo) markRead(conversation);
+    if (message.from === state.me) return;
+  } else {
+    // The first unread message of a conversation not read here before:
+    // remember that everything before it was read, so a reload counts it.
+    const key = conversation === null ? '' : conversation;
+    if (!(key in state.read) && Number.isInteger(message.seq)) {
+      state.read[key] = message.seq - 1;
+      saveRead();
+    }
+    const unread = state.unread.get(conversation) || { count: 0, mentions: 0 };
+    unread.count += 1;
+    if (mentionsMe(message)) unread.mentions += 1;
+    state.unread.set(conversation, unread);
+    renderUnread();
+  }
+  if (live) alertOf(message, conversation);
+}
+
+// A conversation is read up to its last message: remembered (its seq) in
+// localStorage, and its count goes.
+function markRead(conversation) {
+  const pane = panes.get(conversation);
+  const key = conversation === null ? '' : conversation;
+  if (pane && pane.maxSeq !== null && !(state.read[key] >= pane.maxSeq)) {
+    state.read[key] = pane.maxSeq;
+    saveRead();
+  }
+  if (state.unread.delete(conversation)) renderUnread();
+}
+
+// The total, in the tab title and on the favicon; each count in the list.
+function renderUnread() {
+  let total = 0;
+  let mentions = 0;
+  for (const unread of state.unread.values()) {
+    total += unread.count;
+    mentions += unread.mentions;
+  }
+  document.title = total > 0 ? `(${total}) ${BASE_TITLE}` : BASE_TITLE;
+  renderFavicon(total, mentions > 0);
+  $('people-toggle').classList.toggle('has-unread', total > 0);
+  renderUsers();
+}
+
+// The favicon with the total on a red dot (an SVG made here: nothing to
+// load), or the plain one.
+const favicon = document.querySelector('link[rel="icon"]');
+const PLAIN_FAVICON = favicon.getAttribute('href');
+const FAVICON_DRAWING = '<rect width="64" height="64" rx="14" fill="#4f46e5"/>'
+  + '<path d="M16 18h32a4 4 0 0 1 4 4v16a4 4 0 0 1-4 4H30l-9 8v-8h-5a4 4 0 0 1-4-4V22a4 4 0 0 1 4-4z" fill="#fff"/>';
+
+function renderFavicon(total, mention) {
+  let href = PLAIN_FAVICON;
+  if (total > 0) {
+    const label = `${mention ? '@' : ''}${total > 99 ? '99+' : total}`;
+    const size = label.length > 2 ? 15 : 22;
+    href = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+      + `${FAVICON_DRAWING}<circle cx="44" cy="20" r="20" fill="#dc2626"/>`
+      + `<text x="44" y="${20 + size * 0.36}" font-size="${size}" font-family="sans-serif" font-weight="bold" `
+      + `text-anchor="middle" fill="#fff">${label}</text></svg>`)}`;
+  }
+  if (favicon.getAttribute('href') !== href) favicon.setAttribute('href', href);
+}
+
+// Does this message mention me: "@name", in any case, not followed by a
+// letter or digit (so @al does not mention alice)?
+function mentionsMe(message) {
+  if (state.me === null || message.from === state.me || typeof message.text !== 'string') return false;
+  const text = message.text.toLocaleLowerCase();
+  const needle = `@${state.me.toLocaleLowerCase()}`;
+  for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
+    const next = text.slice(at + needle.length);
+    if (next === '' || !/^[\p{L}\p{N}_]/u.test(next)) return true;
+  }
+  return false;
 }
 
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) return;
-  state.unread = 0;
-  document.title = BASE_TITLE;
+  markRead(state.privateTo);
   reconnectNow(); // phones may have suspended the tab and its socket
 });
+
+/* Typing ---------------------------------------------------------------- */
+
+let typingTimer = null;
+
+// "bob is typing…" under the open conversation, for as long as each notice
+// lasts; the names whose time is up are forgotten.
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const now = Date.now();
+  let soonest = Infinity;
+  for (const [conversation, names] of state.typing) {
+    for (const [name, until] of names) {
+      if (until <= now) names.delete(name);
+      else soonest = Math.min(soonest, until);
+    }
+    if (names.size === 0) state.typing.delete(conversation);
+  }
+  const names = [...(state.typing.get(state.privateTo) || new Map()).keys()];
+  let text = '';
+  if (names.length === 1) text = t('typing.one', { name: names[0] });
+  else if (names.length === 2) text = t('typing.two', { first: names[0], second: names[1] });
+  else if (names.length > 2) text = t('typing.many', { count: names.length });
+  $('typing').textContent = text;
+  if (soonest !== Infinity) typingTimer = setTimeout(renderTyping, soonest - now);
+}
+
+// Their message came: they are no longer typing it.
+function stopTyping(conversation, name) {
+  const names = state.typing.get(conversation);
+  if (names && names.delete(name)) renderTyping();
+}
 
 // Scrolling: follow new messages unless the reader scrolled up to read.
 function isAtBottom() {
@@ -974,16 +1246,16 @@ function hue(name) {
 }
 
 function formatTime(ts) {
-  return new Date(ts).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
+  return new Date(ts).toLocaleTimeString(I18n.lang, { hour: 'numeric', minute: '2-digit' });
 }
 
 function dayLabel(ts) {
   const day = new Date(ts);
   const today = new Date();
   const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-  if (day.toDateString() === today.toDateString()) return 'Today';
-  if (day.toDateString() === yesterday.toDateString()) return 'Yesterday';
-  return day.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long' });
+  if (day.toDateString() === today.toDateString()) return t('today');
+  if (day.toDateString() === yesterday.toDateString()) return t('yesterday');
+  return day.toLocaleDateString(I18n.lang, { weekday: 'long', day: 'numeric', month: 'long' });
 }
 
 /* ------------------------------------------------------------------ */
@@ -1000,7 +1272,7 @@ function send() {
   // The mode line already says why, and the text stays in the box.
   if (sendBlocked()) return;
   if (!isConnected()) {
-    showError('Not connected right now. Your message is kept; send it again once connected.');
+    showError(t('notConnected'));
     return;
   }
   // An attached file still uploading: files.js calls send() again when done.
@@ -1014,6 +1286,8 @@ function send() {
   state.lastSent = frame;
   Files.sent();
   input.value = '';
+  state.lastTyping = 0; // the next message's typing is told at once
+  closeMentions();
   autoGrow();
   clearError();
   scrollToBottom();
@@ -1027,21 +1301,21 @@ const disarmTimers = new WeakMap(); // armed Delete button -> its timer
 function deleteClicked(button, id) {
   if (button.dataset.armed !== 'true') {
     button.dataset.armed = 'true';
-    button.textContent = 'Delete?';
-    button.title = 'Click again to delete it for everyone';
+    button.textContent = t('delete.armed');
+    button.title = t('delete.armedTitle');
     clearTimeout(disarmTimers.get(button));
     disarmTimers.set(button, setTimeout(() => disarmDelete(button), DELETE_ARMED_MS));
     return;
   }
   if (!isConnected()) {
-    showError('Not connected right now. Delete it again once connected.');
+    showError(t('notConnected.delete'));
     disarmDelete(button);
     return;
   }
   clearTimeout(disarmTimers.get(button));
   Transport.send({ type: 'delete', id });
   button.disabled = true;
-  button.textContent = 'Deleting…';
+  button.textContent = t('delete.busy');
   clearError();
 }
 
@@ -1049,14 +1323,8 @@ function disarmDelete(button) {
   clearTimeout(disarmTimers.get(button));
   button.dataset.armed = 'false';
   button.disabled = false;
-  button.textContent = 'Delete';
-  button.title = 'Delete this message for everyone';
-}
-
-function setPrivateTo(name) {
-  state.privateTo = name;
-  renderUsers();
-  input.focus();
+  button.textContent = t('delete');
+  button.title = t('delete.title');
 }
 
 function showError(text) {
@@ -1079,22 +1347,133 @@ $('composer').addEventListener('submit', (event) => {
 });
 
 input.addEventListener('keydown', (event) => {
+  if (mentionKey(event)) return; // the list of names after @ took it
   // isComposing: Enter that confirms an IME candidate (Chinese, Japanese…)
   // must not send the half-typed message.
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     send();
   } else if (event.key === 'Escape' && state.privateTo !== null) {
-    setPrivateTo(null);
+    openConversation(null);
   }
 });
 
 input.addEventListener('input', () => {
   autoGrow();
   clearError();
+  sendTyping();
+  renderMentions();
+});
+input.addEventListener('blur', closeMentions);
+// The caret moved (arrows, a click): the name being typed after @ may have changed.
+input.addEventListener('click', renderMentions);
+
+$('private-cancel').addEventListener('click', () => openConversation(null));
+$('room-button').addEventListener('click', () => {
+  openConversation(null);
+  togglePeople(false);
 });
 
-$('private-cancel').addEventListener('click', () => setPrivateTo(null));
+// Tells the others I am typing in the open conversation: at most every
+// TYPING_EVERY_MS while the box changes, and only what could be sent.
+function sendTyping() {
+  if (input.value.trim() === '' || !isConnected() || sendBlocked()) return;
+  const now = Date.now();
+  if (now - state.lastTyping < TYPING_EVERY_MS) return;
+  state.lastTyping = now;
+  Transport.send(state.privateTo === null ? { type: 'typing' } : { type: 'typing', to: state.privateTo });
+}
+
+/* Mentions: typing @ offers the people online ---------------------------- */
+
+const mentionList = $('mention-list');
+let mentionChoice = 0; // the highlighted name in the list
+
+// The "@fragment" just before the caret, or null.
+function mentionAtCaret() {
+  const before = input.value.slice(0, input.selectionStart);
+  const match = before.match(/(^|\s)@([^\s@]*)$/u);
+  return match ? { start: before.length - match[2].length - 1, fragment: match[2] } : null;
+}
+
+// The people online (not me) whose name starts with what follows the @;
+// none once it is a whole name (then Enter sends, as usual).
+function mentionCandidates() {
+  const at = mentionAtCaret();
+  if (at === null) return [];
+  const fragment = at.fragment.toLocaleLowerCase();
+  if (state.online.some((name) => name.toLocaleLowerCase() === fragment)) return [];
+  return state.online
+    .filter((name) => name !== state.me && name.toLocaleLowerCase().startsWith(fragment))
+    .slice(0, MENTIONS_OFFERED);
+}
+
+// The list under the box: a listbox the arrows move through (the focus
+// stays in the box; aria-activedescendant says which name is highlighted).
+function renderMentions() {
+  const names = mentionCandidates();
+  if (names.length === 0) {
+    closeMentions();
+    return;
+  }
+  mentionChoice = Math.min(mentionChoice, names.length - 1);
+  mentionList.replaceChildren(...names.map((name, index) => {
+    const option = el('li', 'mention-option');
+    option.id = `mention-${index}`;
+    option.setAttribute('role', 'option');
+    option.setAttribute('aria-selected', String(index === mentionChoice));
+    option.append(avatarNode(name), el('span', null, name));
+    // mousedown, not click: the box keeps the focus (and its caret).
+    option.addEventListener('mousedown', (event) => {
+      event.preventDefault();
+      pickMention(name);
+    });
+    return option;
+  }));
+  mentionList.hidden = false;
+  input.setAttribute('aria-expanded', 'true');
+  input.setAttribute('aria-activedescendant', `mention-${mentionChoice}`);
+}
+
+function closeMentions() {
+  if (mentionList.hidden) return;
+  mentionList.hidden = true;
+  mentionList.replaceChildren();
+  mentionChoice = 0;
+  input.setAttribute('aria-expanded', 'false');
+  input.removeAttribute('aria-activedescendant');
+}
+
+// Replaces the "@fragment" at the caret with "@name ".
+function pickMention(name) {
+  const at = mentionAtCaret();
+  if (at === null) return;
+  const after = input.value.slice(input.selectionStart);
+  const before = `${input.value.slice(0, at.start)}@${name} `;
+  input.value = before + after;
+  input.setSelectionRange(before.length, before.length);
+  closeMentions();
+  autoGrow();
+}
+
+// Keys while the list is open: arrows move, Enter or Tab picks, Escape
+// closes. Returns whether the key was the list's.
+function mentionKey(event) {
+  if (mentionList.hidden || event.isComposing) return false;
+  const count = mentionList.children.length;
+  if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+    mentionChoice = (mentionChoice + (event.key === 'ArrowDown' ? 1 : count - 1)) % count;
+    renderMentions();
+  } else if (event.key === 'Enter' || event.key === 'Tab') {
+    pickMention(mentionCandidates()[mentionChoice]);
+  } else if (event.key === 'Escape') {
+    closeMentions();
+  } else {
+    return false;
+  }
+  event.preventDefault();
+  return true;
+}
 
 /* ------------------------------------------------------------------ */
 /* 5. Mode line                                                        */
@@ -1109,41 +1488,41 @@ function modeLine() {
   if (state.hosts.has(state.me)) {
     const active = activeModes(mode);
     if (active.length === 0) return null;
-    return { text: `Class mode: ${active.join(' · ')}. As the host, you are not held back.`, blocked: false };
+    return { text: t('mode.hostLine', { modes: active.join(' · ') }), blocked: false };
   }
   const to = state.privateTo;
   const toHost = to !== null && state.hosts.has(to);
   const hostOnline = state.hosts.size > 0;
   if (state.mutedUntil !== null && state.mutedUntil <= serverNow()) state.mutedUntil = null;
   if (state.mutedUntil !== null && !toHost) {
-    const hint = hostOnline ? ' You can still write privately to the host.' : '';
-    return { text: `The host muted you until ${formatTime(state.mutedUntil)}.${hint}`, blocked: true, timed: true };
+    const hint = hostOnline ? t('mode.hintHostPrivately') : '';
+    return { text: t('mode.mutedUntil', { time: formatTime(state.mutedUntil) }) + hint, blocked: true, timed: true };
   }
   if (to === null) {
     if (mode.announce) {
-      const hint = hostOnline ? ' You can still write privately to the host.' : '';
-      return { text: `Only the host can write to everyone right now.${hint}`, blocked: true };
+      const hint = hostOnline ? t('mode.hintHostPrivately') : '';
+      return { text: t('mode.announceOnly') + hint, blocked: true };
     }
     if (mode.slow > 0) {
       const left = state.lastRoomSent === null ? 0 : state.lastRoomSent + mode.slow * 1000 - Date.now();
       if (left > 0) {
-        return { text: `Slow mode: you can write again in ${Math.ceil(left / 1000)} s.`, blocked: true, timed: true };
+        return { text: t('mode.slowWait', { seconds: Math.ceil(left / 1000) }), blocked: true, timed: true };
       }
-      return { text: `Slow mode: one message every ${duration(mode.slow)}.`, blocked: false };
+      return { text: t('mode.slowEvery', { duration: duration(mode.slow) }), blocked: false };
     }
   } else if (!toHost && !mode.private) {
-    const hint = hostOnline ? ' You can still write to the host.' : '';
-    return { text: `Private messages between students are off right now.${hint}`, blocked: true };
+    const hint = hostOnline ? t('mode.hintHost') : '';
+    return { text: t('mode.privateOff') + hint, blocked: true };
   }
   return null;
 }
 
 function activeModes(mode) {
   const active = [];
-  if (mode.announce) active.push('announce-only');
-  if (mode.slow > 0) active.push(`slow mode (${duration(mode.slow)})`);
-  if (!mode.private) active.push('no private messages between students');
-  if (!mode.uploads) active.push('no uploads');
+  if (mode.announce) active.push(t('mode.announce'));
+  if (mode.slow > 0) active.push(t('mode.slow', { duration: duration(mode.slow) }));
+  if (!mode.private) active.push(t('mode.noPrivate'));
+  if (!mode.uploads) active.push(t('mode.noUploads'));
   return active;
 }
 
@@ -1204,7 +1583,7 @@ function isMuted(name) {
 
 // 45 -> "45 s", 120 -> "2 min".
 function duration(seconds) {
-  return seconds >= 60 && seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
+  return seconds >= 60 && seconds % 60 === 0 ? t('minutes', { n: seconds / 60 }) : t('seconds', { n: seconds });
 }
 
 /* ------------------------------------------------------------------ */
@@ -1215,7 +1594,7 @@ function duration(seconds) {
 // not about a message whose text should be given back.
 function sendHost(frame) {
   if (!isConnected()) {
-    showError('Not connected right now. Try again once connected.');
+    showError(t('notConnected.host'));
     return false;
   }
   Transport.send(frame);
@@ -1262,7 +1641,7 @@ let menuTrigger = null;
 function menuButton(className, label) {
   const button = el('button', className, '⋯');
   button.type = 'button';
-  button.title = 'Host actions';
+  button.title = t('host.actions');
   button.setAttribute('aria-label', label);
   button.setAttribute('aria-haspopup', 'menu');
   button.setAttribute('aria-expanded', 'false');
@@ -1271,7 +1650,7 @@ function menuButton(className, label) {
 }
 
 function personMenuButton(name) {
-  const label = `Host actions for ${name}`;
+  const label = t('host.actionsFor', { name });
   const button = menuButton('person-menu', label);
   button.dataset.name = name;
   button.addEventListener('click', () => toggleMenu(button, label, () => [{ heading: name }, ...personItems(name)]));
@@ -1284,32 +1663,32 @@ function personItems(name) {
   const items = [];
   if (isMuted(name)) {
     items.push({
-      label: `Unmute (muted until ${formatTime(state.muted.get(name))})`,
+      label: t('host.unmuteUntil', { time: formatTime(state.muted.get(name)) }),
       run: () => sendHost({ type: 'unmute', name }),
     });
   }
   for (const minutes of MUTE_MINUTES) {
-    items.push({ label: `Mute for ${minutes} min`, run: () => sendHost({ type: 'mute', name, minutes }) });
+    items.push({ label: t('host.muteFor', { minutes }), run: () => sendHost({ type: 'mute', name, minutes }) });
   }
   items.push({
-    label: 'Kick out of the chat',
-    confirm: `Kick ${name}? Click again`,
+    label: t('host.kick'),
+    confirm: t('host.kickConfirm', { name }),
     danger: true,
     run: () => sendHost({ type: 'kick', name }),
   });
   if (state.banned.has(name)) {
-    items.push({ label: 'Unban', run: () => sendHost({ type: 'unban', name }) });
+    items.push({ label: t('host.unban'), run: () => sendHost({ type: 'unban', name }) });
   } else {
     items.push({
-      label: 'Ban (kick, and no login with this name)',
-      confirm: `Ban ${name}? Click again`,
+      label: t('host.ban'),
+      confirm: t('host.banConfirm', { name }),
       danger: true,
       run: () => sendHost({ type: 'ban', name }),
     });
   }
   items.push({
-    label: 'Release the name (forgets its password)',
-    confirm: `Release ${name}? Click again`,
+    label: t('host.releaseName'),
+    confirm: t('host.releaseConfirm', { name }),
     danger: true,
     run: () => sendHost({ type: 'release', name }),
   });
@@ -1320,8 +1699,8 @@ function messageItems(message) {
   const items = [];
   if (message.type === 'message') {
     items.push({
-      label: 'Delete this message',
-      confirm: 'Delete it for everyone? Click again',
+      label: t('host.deleteMessage'),
+      confirm: t('host.deleteConfirm'),
       danger: true,
       run: () => sendHost({ type: 'delete', id: message.id }),
     });
@@ -1473,16 +1852,17 @@ function renderHostPanel() {
   const mutedList = $('muted-list');
   const muted = [...state.muted].filter(([, until]) => until > serverNow()).sort((a, b) => a[1] - b[1]);
   mutedList.replaceChildren(...muted.map(([name, until]) => hostListItem(
-    name, `until ${formatTime(until)}`, 'Unmute', `Unmute ${name}`, () => sendHost({ type: 'unmute', name }),
+    name, t('host.until', { time: formatTime(until) }), t('host.unmute'), t('host.unmuteName', { name }),
+    () => sendHost({ type: 'unmute', name }),
   )));
-  if (muted.length === 0) mutedList.append(el('li', 'host-list-empty', 'Nobody'));
+  if (muted.length === 0) mutedList.append(el('li', 'host-list-empty', t('host.nobody')));
 
   const bannedList = $('banned-list');
   const banned = [...state.banned].sort();
   bannedList.replaceChildren(...banned.map((name) => hostListItem(
-    name, '', 'Unban', `Unban ${name}`, () => sendHost({ type: 'unban', name }),
+    name, '', t('host.unban'), t('host.unbanName', { name }), () => sendHost({ type: 'unban', name }),
   )));
-  if (banned.length === 0) bannedList.append(el('li', 'host-list-empty', 'Nobody'));
+  if (banned.length === 0) bannedList.append(el('li', 'host-list-empty', t('host.nobody')));
 }
 
 function hostListItem(name, detail, action, label, run) {
@@ -1503,7 +1883,8 @@ function sendMode(change) {
 }
 
 for (const seconds of SLOW_CHOICES) {
-  $('mode-slow').append(new Option(seconds === 0 ? 'Off' : `one message every ${duration(seconds)}`, String(seconds)));
+  const label = seconds === 0 ? t('host.slowOff') : t('host.slowEvery', { duration: duration(seconds) });
+  $('mode-slow').append(new Option(label, String(seconds)));
 }
 $('mode-announce').addEventListener('change', (event) => sendMode({ announce: event.target.checked }));
 $('mode-private').addEventListener('change', (event) => sendMode({ private: event.target.checked }));
@@ -1511,14 +1892,14 @@ $('mode-uploads').addEventListener('change', (event) => sendMode({ uploads: even
 $('mode-slow').addEventListener('change', (event) => sendMode({ slow: Number(event.target.value) }));
 
 $('clear-history').addEventListener('click', (event) => {
-  if (confirmed(event.currentTarget, 'Clear for everyone? Click again')) sendHost({ type: 'clear' });
+  if (confirmed(event.currentTarget, t('host.clearConfirm'))) sendHost({ type: 'clear' });
 });
 
 $('release-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const name = $('release-name').value.trim();
   if (name === '') return;
-  if (!confirmed($('release-submit'), 'Sure? Click again')) return;
+  if (!confirmed($('release-submit'), t('host.releaseSure'))) return;
   if (sendHost({ type: 'release', name })) $('release-name').value = '';
 });
 $('release-name').addEventListener('input', () => disarm($('release-submit')));
@@ -1551,24 +1932,165 @@ $('password-form').addEventListener('submit', async (event) => {
     const response = await fetch('/password', { method: 'POST', body, cache: 'no-store' });
     if (response.status === 204) {
       passwordDialog.close();
-      addNotice(`Your password is set: the name ${state.me} stays yours, and the password logs you in on another device.`,
-        { kind: 'mode' });
+      addNotice(t('notice.passwordSet', { name: state.me }), { kind: 'mode' });
       return;
     }
-    const reason = (await response.text()).trim();
+    const reason = I18n.loginReason((await response.text()).trim());
     if (response.status === 401) {
-      error.textContent = 'You are no longer logged in. Reload the page to log in again.';
+      error.textContent = t('password.loggedOut');
     } else if (response.status === 403) {
-      error.textContent = 'The current password is wrong. (If you never set one, leave it empty.)';
+      error.textContent = t('password.wrong');
       $('current-password').focus();
     } else {
-      error.textContent = reason || `The server refused it (${response.status}).`;
+      error.textContent = reason || t('password.refused', { status: response.status });
     }
   } catch {
-    error.textContent = 'Could not reach the server. Try again in a moment.';
+    error.textContent = t('password.unreachable');
   } finally {
     save.disabled = false;
   }
+});
+
+/* ------------------------------------------------------------------ */
+/* 8. Settings: language, sound, notifications; screen readers         */
+/* ------------------------------------------------------------------ */
+
+// localStorage key of the sound setting: 'all', 'personal' (mentions and
+// private messages: the default) or 'off'.
+const SOUND_KEY = 'lanchat.sound';
+const SOUND_CHOICES = ['all', 'personal', 'off'];
+
+function soundSetting() {
+  try {
+    const value = localStorage.getItem(SOUND_KEY);
+    return SOUND_CHOICES.includes(value) ? value : 'personal';
+  } catch {
+    return 'personal';
+  }
+}
+
+// What a live message from someone else sets off: a sound (by the
+// setting), a system notification for what is for me while the tab is
+// hidden, and a word for screen readers.
+function alertOf(message, conversation) {
+  const forMe = message.type === 'private' || mentionsMe(message);
+  const setting = soundSetting();
+  const seen = conversation === state.privateTo && !document.hidden;
+  const wanted = setting === 'all' || (setting === 'personal' && forMe);
+  if (wanted && (forMe || !seen)) beep();
+  if (forMe && setting !== 'off' && document.hidden) notify(message, conversation);
+  announce(message, conversation);
+}
+
+// A short two-note chime made by WebAudio: no audio file to load. Browsers
+// let a page make sound only after the person has used it (a click, a
+// key), so the audio context is made, or woken, on the first one.
+let audio = null;
+
+function wakeAudio() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context) return;
+  if (audio === null) audio = new Context();
+  if (audio.state === 'suspended') audio.resume().catch(() => {});
+}
+document.addEventListener('pointerdown', wakeAudio);
+document.addEventListener('keydown', wakeAudio);
+
+function beep() {
+  if (audio === null || audio.state !== 'running') return; // nobody has used the page yet
+  const start = audio.currentTime;
+  for (const [offset, frequency] of [[0, 880], [0.12, 1320]]) {
+    const tone = audio.createOscillator();
+    const volume = audio.createGain();
+    tone.frequency.value = frequency;
+    volume.gain.setValueAtTime(0.0001, start + offset);
+    volume.gain.exponentialRampToValueAtTime(0.2, start + offset + 0.02);
+    volume.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.18);
+    tone.connect(volume).connect(audio.destination);
+    tone.start(start + offset);
+    tone.stop(start + offset + 0.2);
+  }
+}
+
+// System notifications exist only in a secure context (HTTPS, or
+// localhost); a chat on a LAN address over plain HTTP has none, and the
+// settings say so. No Web Push: nothing leaves the LAN.
+function canNotify() {
+  return window.isSecureContext && 'Notification' in window;
+}
+
+function notify(message, conversation) {
+  if (!canNotify() || Notification.permission !== 'granted') return;
+  const title = message.type === 'private'
+    ? t('notify.private', { name: message.from })
+    : t('notify.mention', { name: message.from });
+  const shown = new Notification(title, { body: message.text, tag: `lanchat-${conversation ?? ''}` });
+  shown.addEventListener('click', () => {
+    window.focus();
+    openConversation(conversation);
+    shown.close();
+  });
+}
+
+// Screen readers: the timeline itself is not live (a history of 100
+// messages would be read out at once); new messages are said here, one by
+// one when they come slowly, as "5 new messages" when they come in a burst.
+const announcer = $('announcer');
+let announced = [];
+let announceTimer = null;
+
+function announce(message, conversation) {
+  announced.push({ message, conversation });
+  if (announceTimer !== null) return;
+  announceTimer = setTimeout(() => {
+    const batch = announced;
+    announced = [];
+    announceTimer = null;
+    if (batch.length > 1) {
+      announcer.textContent = t('announce.many', { count: batch.length });
+      return;
+    }
+    const [{ message: one, conversation: where }] = batch;
+    announcer.textContent = where === state.privateTo
+      ? t('announce.one', { name: one.from, text: one.text })
+      : t('announce.elsewhere', { name: one.from });
+  }, ANNOUNCE_WINDOW_MS);
+}
+
+// The settings dialog.
+const settingsDialog = $('settings-dialog');
+I18n.fillLanguageSelect($('language'));
+$('sound').value = soundSetting();
+$('sound').addEventListener('change', (event) => {
+  try {
+    localStorage.setItem(SOUND_KEY, event.target.value);
+  } catch {
+    // Storage disabled: the setting lasts for this page load.
+  }
+  wakeAudio();
+  if (event.target.value !== 'off') beep(); // what it sounds like
+});
+
+function renderNotifyState() {
+  let text;
+  if (!window.isSecureContext) text = t('notify.insecure');
+  else if (!('Notification' in window)) text = t('notify.unsupported');
+  else if (Notification.permission === 'granted') text = t('notify.on');
+  else if (Notification.permission === 'denied') text = t('notify.denied');
+  else text = '';
+  $('notify-state').textContent = text;
+  $('notify-state').hidden = text === '';
+  $('notify-on').hidden = !canNotify() || Notification.permission !== 'default';
+}
+
+$('notify-on').addEventListener('click', async () => {
+  await Notification.requestPermission();
+  renderNotifyState();
+});
+
+$('settings-open').addEventListener('click', () => {
+  renderNotifyState();
+  settingsDialog.showModal();
 });
 
 // Phones: the list of people is a drawer opened from the header.
@@ -1589,6 +2111,7 @@ document.addEventListener('keydown', (event) => {
 
 // Files and photos (files.js): attach, camera, paste and drop; uploads.
 Files.init({ send, showError, clearError, canUpload: () => state.amHost || state.mode.uploads });
+paneFor(null); // the room's pane comes first in the timeline
 
 connect();
 // Start in the message box, except on touch screens, where focusing it

@@ -45,13 +45,14 @@ const Files = (() => {
   // The view follows a picture that loads at the bottom, give or take this.
   const FOLLOW_SLACK_PX = 64;
 
+  const t = I18n.t; // the page's words (i18n.js)
   const TEXT = {
-    tooBig: 'That file is too big for this chat (the limit is set by the server).',
-    off: 'File uploads are off right now: the host or the server turned them off.',
-    tooMany: 'You shared many files in a short time: wait a minute, then try again.',
-    loggedOut: 'You are no longer logged in. Reload the page to log in again.',
-    slow: 'The upload was too slow and the server gave up. Try again, or try a smaller file.',
-    lost: 'The upload did not get through: the connection to the server broke. Try again.',
+    tooBig: t('files.tooBig'),
+    off: t('files.off'),
+    tooMany: t('files.tooMany'),
+    loggedOut: t('files.loggedOut'),
+    slow: t('files.slow'),
+    lost: t('files.lost'),
   };
   // An upload that breaks off while the server is up is taken to be over
   // its limit when it is larger than this (see `brokenOff`).
@@ -132,7 +133,7 @@ const Files = (() => {
       depth += 1;
       const to = document.getElementById('private-name');
       const privately = !$('private-chip').hidden && to && to.textContent;
-      label.textContent = privately ? `Drop to send it privately to ${to.textContent}` : 'Drop to share it';
+      label.textContent = privately ? t('files.dropPrivate', { name: to.textContent }) : t('files.drop');
       zone.hidden = false;
     });
     document.addEventListener('dragover', (event) => {
@@ -172,7 +173,7 @@ const Files = (() => {
       ref: null,
       preview: null,
       sendWhenDone: false,
-      note: files.length > 1 ? `One file per message: only this one of the ${files.length} ${how}.` : '',
+      note: files.length > 1 ? t('files.onlyOne', { count: files.length }) : '',
     };
     pending = item;
     let body = file;
@@ -288,13 +289,13 @@ const Files = (() => {
       case 408: return TEXT.slow;
       default: {
         const why = (reason || '').trim().slice(0, 200);
-        return `The server refused the file (${status}${why ? `: ${why}` : ''}).`;
+        return `${t('files.refused', { status })}${why ? ` ${why}` : ''}`;
       }
     }
   }
 
   function tooBig() {
-    return knownLimit === null ? TEXT.tooBig : `${TEXT.tooBig} Here it is ${humanSize(knownLimit)}.`;
+    return knownLimit === null ? TEXT.tooBig : `${TEXT.tooBig} ${t('files.limit', { size: humanSize(knownLimit) })}`;
   }
 
   // The upload broke off without an answer. A server refusing a large body
@@ -349,24 +350,24 @@ const Files = (() => {
     const info = el('div', 'attachment-info');
     info.append(el('span', 'attachment-name', item.name));
     let status;
-    if (item.state === 'preparing') status = 'Preparing the photo…';
-    else if (item.state === 'uploading') status = item.sendWhenDone ? 'Uploading… it is sent when done' : 'Uploading…';
-    else status = `${humanSize(item.size)} · ready to send`;
+    if (item.state === 'preparing') status = t('files.preparing');
+    else if (item.state === 'uploading') status = item.sendWhenDone ? t('files.uploadingSend') : t('files.uploading');
+    else status = t('files.ready', { size: humanSize(item.size) });
     const line = el('span', 'attachment-status', status);
     info.append(line);
     if (item.state !== 'ready') {
       const bar = el('progress', 'attachment-progress');
       bar.max = 1;
       if (item.state === 'uploading') bar.value = item.progress || 0;
-      bar.setAttribute('aria-label', `Uploading ${item.name}`);
+      bar.setAttribute('aria-label', t('files.uploadingName', { name: item.name }));
       info.append(bar);
     }
     if (item.note) info.append(el('span', 'attachment-note', item.note));
     box.append(info);
     const remove = el('button', 'chip-close attachment-remove', '✕');
     remove.type = 'button';
-    remove.setAttribute('aria-label', `Remove ${item.name}`);
-    remove.title = 'Do not send this file';
+    remove.setAttribute('aria-label', t('files.remove', { name: item.name }));
+    remove.title = t('files.removeTitle');
     remove.addEventListener('click', () => {
       drop();
       $('composer-input').focus();
@@ -430,7 +431,7 @@ const Files = (() => {
     link.href = url;
     link.target = '_blank';
     link.rel = 'noopener';
-    link.title = `${name}: open the full picture`;
+    link.title = t('files.open', { name });
     const image = el('img', 'file-image');
     image.alt = name;
     image.loading = 'lazy';
@@ -448,11 +449,11 @@ const Files = (() => {
     const link = el('a', 'file-card');
     link.href = url;
     link.download = name;
-    link.title = `Download ${name}`;
+    link.title = t('files.downloadName', { name });
     link.append(fileIcon());
     const info = el('span', 'file-info');
     info.append(el('span', 'file-name', name));
-    const details = Number.isFinite(size) ? `${humanSize(size)} · Download` : 'Download';
+    const details = Number.isFinite(size) ? `${humanSize(size)} · ${t('files.download')}` : t('files.download');
     info.append(el('span', 'file-size', details));
     link.append(info);
     return link;
@@ -476,7 +477,7 @@ const Files = (() => {
   // 532 -> "532 bytes", 1536 -> "1.5 KB", 20971520 -> "20 MB".
   function humanSize(bytes) {
     if (!Number.isFinite(bytes) || bytes < 0) return '';
-    if (bytes < 1024) return bytes === 1 ? '1 byte' : `${bytes} bytes`;
+    if (bytes < 1024) return bytes === 1 ? t('files.byte') : t('files.bytes', { n: bytes });
     const units = ['KB', 'MB', 'GB'];
     let value = bytes / 1024;
     let unit = 0;

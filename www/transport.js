@@ -62,6 +62,8 @@
 'use strict';
 
 const Transport = (() => {
+  const t = I18n.t; // the page's words (i18n.js)
+
   // Reconnect backoff: the first retry is quick (a blip is usually short),
   // each failure doubles the wait, capped so a restarted LAN server is
   // found again within seconds. A random ±25% keeps many pages from
@@ -84,7 +86,7 @@ const Transport = (() => {
   // login form then shows (login.html holds the sentences).
   const CLOSE_GOODBYES = new Map([[4001, 'kicked'], [4002, 'released']]);
 
-  const CONNECTED = { ws: 'Connected', poll: 'Connected · long polling' };
+  const CONNECTED = { ws: t('status.connected'), poll: t('status.polling') };
 
   // 'auto' (WebSocket, long polling when it cannot get through), or forced.
   const forced = new URLSearchParams(location.search).get('transport');
@@ -135,7 +137,7 @@ const Transport = (() => {
     const jitter = 1 + RECONNECT_JITTER * (2 * Math.random() - 1);
     const delay = Math.round(retryDelay * jitter);
     retryDelay = Math.min(retryDelay * 2, RECONNECT_MAX_MS);
-    app.setStatus('offline', 'Reconnecting…');
+    app.setStatus('offline', t('status.reconnecting'));
     retryTimer = setTimeout(() => {
       retryTimer = null;
       run();
@@ -154,7 +156,7 @@ const Transport = (() => {
     clearTimeout(retryTimer);
     retryTimer = null;
     if (socket) return; // already open or opening
-    app.setStatus('connecting', 'Connecting…');
+    app.setStatus('connecting', t('status.connecting'));
     useWebSocket(new WebSocket(wsUrl()), false);
   }
 
@@ -189,7 +191,7 @@ const Transport = (() => {
       socket = null;
       const goodbye = CLOSE_GOODBYES.get(event.code);
       if (goodbye) {
-        app.setStatus('offline', 'Disconnected by the host');
+        app.setStatus('offline', t('status.kicked'));
         goToLogin(goodbye);
       } else if (opened) {
         scheduleRetry(connectWebSocket);
@@ -296,7 +298,7 @@ const Transport = (() => {
         send(frame && typeof frame === 'object' && !Array.isArray(frame) ? frame : { type: 'message', text: String(data) });
       },
     };
-    if (run.fallback === false) app.setStatus('connecting', 'Connecting…');
+    if (run.fallback === false) app.setStatus('connecting', t('status.connecting'));
     pollLoop(run);
   }
 
@@ -321,7 +323,7 @@ const Transport = (() => {
         if (polling !== run) return;
         if (response.status === 401) {
           stopPolling();
-          app.setStatus('offline', 'Logged out');
+          app.setStatus('offline', t('status.loggedOut'));
           goToLogin();
           return;
         }

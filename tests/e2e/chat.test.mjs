@@ -6,7 +6,7 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict';
 import {
   DESKTOP, PHONE, WAIT_MS,
-  launchBrowser, logIn, messageTexts, messageWithText, newPerson, say, screenshot, startServer,
+  launchBrowser, logIn, messageTexts, messageWithText, newPerson, openConversation, say, screenshot, startServer,
   timelineOutline, waitConnected,
 } from './helpers.mjs';
 
@@ -139,6 +139,8 @@ describe('chat', () => {
     await alice.locator('#private-chip', { hasText: 'bob' }).waitFor();
     await say(alice, 'psst, just for you');
 
+    // bob opens his conversation with alice.
+    await openConversation(bob, 'alice');
     const atBob = await messageWithText(bob, 'psst, just for you');
     assert.equal(await atBob.evaluate((node) => node.classList.contains('private')), true);
     assert.match(await atBob.locator('.msg-header').textContent(), /alice\s*→\s*you/);
@@ -157,6 +159,7 @@ describe('chat', () => {
     // bob answers with the reply button on the private message.
     await atBob.locator('.reply').click();
     await say(bob, 'thanks!');
+    await openConversation(alice, 'bob');
     const answer = await messageWithText(alice, 'thanks!');
     assert.match(await answer.locator('.msg-header').textContent(), /bob\s*→\s*you/);
     await screenshot(bob, 'desktop-private');
@@ -173,7 +176,7 @@ describe('chat', () => {
     // offline. (He comes back in the same browser: his session, and so his
     // name, is still his; contract v2 refuses the name to a new session.)
     await bob.goto('about:blank');
-    await alice.locator('.notice', { hasText: 'bob left' }).waitFor();
+    await alice.locator('.notice', { hasText: 'bob went offline' }).waitFor();
     await alice.locator('#private-chip', { hasText: 'offline' }).waitFor();
     await say(alice, 'call me when you are back');
     await messageWithText(alice, 'call me when you are back');
@@ -182,6 +185,7 @@ describe('chat', () => {
     await bobAgain.goto(`${server.url}/`);
     await waitConnected(bobAgain);
     await bobAgain.locator('.notice-inbox').waitFor();
+    await openConversation(bobAgain, 'alice');
     const waiting = await messageWithText(bobAgain, 'call me when you are back');
     assert.equal(await waiting.evaluate((node) => node.classList.contains('from-inbox')), true);
     assert.match(await waiting.locator('.msg-header').textContent(), /alice\s*→\s*you/);

@@ -18,7 +18,7 @@ import http from 'node:http';
 import net from 'node:net';
 import {
   DESKTOP, PHONE, WAIT_MS,
-  afterParam, lastSeqShown, launchBrowser, logIn, messageTexts, messageWithText,
+  afterParam, lastSeqShown, launchBrowser, logIn, messageTexts, messageWithText, openConversation,
   newPerson, say, screenshot, startServer, waitConnected,
 } from './helpers.mjs';
 
@@ -228,6 +228,7 @@ test('behind a proxy that refuses WebSocket, the page falls back to long polling
   // Private, both ways.
   await bob.click('#user-list button:has-text("alice")');
   await say(bob, 'a private word over polling');
+  await openConversation(alice, 'bob');
   const atAlice = await messageWithText(alice, 'a private word over polling');
   assert.equal(await atAlice.first().evaluate((node) => node.classList.contains('private')), true);
   await atAlice.locator('.reply').click();
@@ -255,7 +256,8 @@ test('behind a proxy that refuses WebSocket, the page falls back to long polling
 
   // Everything once, on both sides.
   const room = ['before bob came', 'hello from a websocket', 'hello from long polling'];
-  const expected = [...room, 'a private word over polling', 'a private answer over websocket', 'hi from carol'];
+  // The room's conversation, then the private one.
+  const expected = [...room, 'hi from carol', 'a private word over polling', 'a private answer over websocket'];
   assert.deepEqual(await messageTexts(bob), expected);
   assert.deepEqual(await messageTexts(alice), expected);
   await assertEachOnce(bob);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   WAIT_MS, launchBrowser, logIn, messageWithText, newPerson, say, screenshot, startServer,
+  openConversation,
 } from './helpers.mjs';
 
 let browser;
@@ -208,6 +209,7 @@ test('an uploaded .html file, dropped into a private chat, downloads and does no
   await alice.press('#composer-input', 'Enter'); // a file needs no text
 
   // Bob gets it privately, as a name, a size and a download link.
+  await openConversation(bob, 'alice');
   const card = bob.locator('.msg.private a.file-card');
   await card.waitFor();
   assert.equal(await card.locator('.file-name').textContent(), 'notes.html');

@@ -189,8 +189,9 @@ export function launchBrowser() {
 // alert(), which is what an XSS would trigger.
 // Animations are turned off (reducedMotion) so screenshots never catch one
 // halfway.
-export async function newPerson(browser, viewport = DESKTOP, { colorScheme = 'light' } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, reducedMotion: 'reduce' });
+// `locale` is the browser's language (e.g. 'zh-CN').
+export async function newPerson(browser, viewport = DESKTOP, { colorScheme = 'light', locale = 'en-US' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, locale, reducedMotion: 'reduce' });
   context.setDefaultTimeout(WAIT_MS);
   const page = await context.newPage();
   page.problems = [];
@@ -246,20 +247,37 @@ export async function waitConnected(page) {
   await page.locator('#status[data-state="online"]').waitFor();
 }
 
+// Opens a conversation from the people list, as a person would: the
+// private one with `name`, or the room when `name` is null. On a phone the
+// list is a drawer, opened first.
+export async function openConversation(page, name = null) {
+  const drawer = page.locator('#people-toggle');
+  if (await drawer.isVisible() && await page.locator('body.people-open').count() === 0) await drawer.click();
+  const button = name === null
+    ? page.locator('#room-button')
+    : page.locator('#people button.user').filter({ has: page.locator('.user-name', { hasText: name }) });
+  await button.first().click();
+  await page.locator(`.pane[data-conversation="${name ?? ''}"]`).waitFor();
+}
+
 // Types into the message box and presses Enter, like a person.
 export async function say(page, text) {
   await page.fill('#composer-input', text);
   await page.press('#composer-input', 'Enter');
 }
 
-// The message whose text is exactly `text` (waits for it to be on screen).
-export async function messageWithText(page, text) {
+// The message whose text is exactly `text` (waits for it to be on screen:
+// in the open conversation; `{ state: 'attached' }` waits for it to be on
+// the page, in whichever conversation).
+export async function messageWithText(page, text, { state = 'visible' } = {}) {
   const message = page.locator('.msg').filter({ has: page.locator('.bubble', { hasText: text }) });
-  await message.first().waitFor();
+  await message.first().waitFor({ state });
   return message;
 }
 
-// The texts of all messages on screen, in order (the time is left out).
+// The texts of all messages on the page, in order, conversation by
+// conversation (the room's first, then each private one; the page shows
+// one at a time). The time is left out.
 export function messageTexts(page) {
   return page.$$eval('.msg .bubble', (bubbles) =>
     bubbles.map((bubble) => Array.from(bubble.childNodes)
@@ -321,9 +339,10 @@ export async function screenshot(page, name) {
 }
 
 // The timeline in short: each message's text, and '--' for the divider that
-// follows the history. Notices and day dividers are left out.
+// follows the history. Notices and day dividers are left out. Conversation
+// by conversation, as messageTexts.
 export function timelineOutline(page) {
-  return page.$$eval('#timeline > .msg, #timeline > .divider:not(.day)', (nodes) =>
+  return page.$$eval('#timeline .msg, #timeline .divider:not(.day)', (nodes) =>
     nodes.map((node) => {
       if (node.classList.contains('divider')) return '--';
       const bubble = node.querySelector('.bubble');

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import {
   DESKTOP,
   afterParam, gateWebSockets, lastSeqShown, launchBrowser, logIn, messageTexts, messageWithText,
-  newPerson, say, screenshot, startServer, timelineOutline, waitConnected,
+  newPerson, openConversation, say, screenshot, startServer, timelineOutline, waitConnected,
 } from './helpers.mjs';
 
 let browser;
@@ -56,12 +56,14 @@ test('a reload keeps the private conversations, and whom you talked with stays l
 
   await alice.click('#user-list button:has-text("bob")');
   await say(alice, 'just between us');
+  await openConversation(bob, 'alice');
   const atBob = await messageWithText(bob, 'just between us');
   await atBob.locator('.reply').click();
   await say(bob, 'agreed, between us');
   await messageWithText(alice, 'agreed, between us');
   await alice.click('#private-cancel');
   await say(alice, 'hello room');
+  await openConversation(bob, null);
   await messageWithText(bob, 'hello room');
 
   // alice closes the chat (her session stays): bob still lists her, offline.
@@ -70,12 +72,13 @@ test('a reload keeps the private conversations, and whom you talked with stays l
   await bob.locator('#user-list button', { hasText: 'alice' }).waitFor({ state: 'detached' });
   await bob.locator('#offline-list button', { hasText: 'alice' }).waitFor();
 
-  // bob reloads: the conversation is back, in order, once.
+  // bob reloads: the conversation is back, in order, once (the room's
+  // pane first, then the conversation with alice).
   const seqBefore = await lastSeqShown(bob);
   await bob.reload();
   await waitConnected(bob);
   await messageWithText(bob, 'hello room');
-  assert.deepEqual(await timelineOutline(bob), ['just between us', 'agreed, between us', 'hello room', '--']);
+  assert.deepEqual(await timelineOutline(bob), ['hello room', '--', 'just between us', 'agreed, between us']);
   assert.match(await bob.locator('.msg', { hasText: 'just between us' }).locator('.msg-header').textContent(), /alice\s*→\s*you/);
   assert.match(await bob.locator('.msg', { hasText: 'agreed, between us' }).locator('.msg-header').textContent(), /You\s*→\s*alice/);
   assert.equal(afterParam(bobSockets.urls.at(-1)), null, 'a page load asks for the whole recent history');
@@ -100,8 +103,9 @@ test('a reload keeps the private conversations, and whom you talked with stays l
   // alice comes back: her conversation with bob, then what waited, once each.
   await alice.goto(`${server.url}/`);
   await waitConnected(alice);
+  await openConversation(alice, 'bob');
   await messageWithText(alice, 'see you tomorrow');
-  assert.deepEqual(await messageTexts(alice), ['just between us', 'agreed, between us', 'hello room', 'see you tomorrow']);
+  assert.deepEqual(await messageTexts(alice), ['hello room', 'just between us', 'agreed, between us', 'see you tomorrow']);
   // Back online, alice moves to bob's online list.
   await bob.locator('#user-list button', { hasText: 'alice' }).waitFor();
   await bob.locator('#offline-list').waitFor({ state: 'hidden' });
@@ -166,7 +170,7 @@ test('a page that missed more than the server keeps is told so, and shows the la
   assert.equal(afterParam(bobSockets.urls[0]), null, 'the first connect asks for the history');
   assert.equal(afterParam(bobSockets.urls.at(-1)), String(seen), 'the reconnect resumes after the last seq');
   // The notice sits between what bob had seen and what was replayed.
-  const order = await bob.$$eval('#timeline > .msg, #timeline > .notice-gap', (nodes) =>
+  const order = await bob.$$eval('#timeline .msg, #timeline .notice-gap', (nodes) =>
     nodes.map((node) => (node.classList.contains('notice-gap') ? 'gap' : node.querySelector('.bubble').firstChild.textContent)));
   assert.deepEqual(order.slice(0, 3), ['seen by bob', 'gap', 'missed 051']);
   await screenshot(bob, 'desktop-gap');

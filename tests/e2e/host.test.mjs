@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import {
   DESKTOP,
   logIn, logInAsHost, messageTexts, messageWithText, say, screenshot, hostedChat,
+  openConversation,
 } from './helpers.mjs';
 
 // Long enough for --host-key (16 or more letters, digits, - or _).
@@ -71,6 +72,7 @@ test('a host mutes a student: the student\'s line says until when, and the stude
   await modeLine(bob).waitFor({ state: 'hidden' });
   assert.equal(await sendButton(bob).isDisabled(), false);
   await bob.press('#composer-input', 'Enter');
+  await openConversation(teacher, 'bob');
   await messageWithText(teacher, 'can I still talk?');
 
   // Back to everyone: muted again; the host unmutes from the panel.
@@ -81,6 +83,7 @@ test('a host mutes a student: the student\'s line says until when, and the stude
   await bob.locator('.notice', { hasText: 'unmuted you' }).waitFor();
   assert.equal(await sendButton(bob).isDisabled(), false);
   await say(bob, 'thank you');
+  await openConversation(teacher, null);
   await messageWithText(teacher, 'thank you');
   await teacher.locator('#muted-list li', { hasText: 'Nobody' }).waitFor();
 });

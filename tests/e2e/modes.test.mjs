@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import {
   DESKTOP, PHONE, WAIT_MS,
   logIn, logInAsHost, messageWithText, say, screenshot, hostedChat,
+  openConversation,
 } from './helpers.mjs';
 
 // Long enough for --host-key (16 or more letters, digits, - or _).
@@ -77,5 +78,6 @@ test('slow mode counts down, and private messages off leave the host reachable',
   await bob.click('#user-list button:has-text("Teacher")');
   await modeLine(bob).waitFor({ state: 'hidden' });
   await say(bob, 'a question for you');
+  await openConversation(teacher, 'bob');
   await messageWithText(teacher, 'a question for you');
 });

@@ -105,13 +105,13 @@ test('a restart (Redis store) loses nothing and shows nothing twice, what was se
   await messageWithText(bob, 'before the restart');
   await alice.click('#user-list button:has-text("bob")');
   await say(alice, 'a private word before');
-  await messageWithText(bob, 'a private word before');
+  await messageWithText(bob, 'a private word before', { state: 'attached' }); // in bob's conversation with alice
   const seenByBob = await lastSeqShown(bob);
 
   // bob's connection drops, and he stays away while the server restarts
   // and alice goes on writing, to the room and to him.
   await bobSockets.close();
-  await alice.locator('.notice', { hasText: 'bob left' }).waitFor();
+  await alice.locator('.notice', { hasText: 'bob went offline' }).waitFor(); // said in their conversation
   await first.stop();
   await alice.locator('#status[data-state="offline"]').waitFor();
   const second = await server({ port: first.port, redis: redis.url });
@@ -127,7 +127,7 @@ test('a restart (Redis store) loses nothing and shows nothing twice, what was se
   await bobSockets.open();
   await waitConnected(bob);
   await messageWithText(bob, 'while you were away 2');
-  await messageWithText(bob, 'a private word while away');
+  await messageWithText(bob, 'a private word while away', { state: 'attached' });
   assert.equal(afterParam(bobSockets.urls.at(-1)), String(seenByBob));
   const expected = [
     'before the restart', 'a private word before',
@@ -150,7 +150,7 @@ test('a restart (Redis store) loses nothing and shows nothing twice, what was se
   await bob.reload();
   await waitConnected(bob);
   await messageWithText(bob, 'while you were away 2');
-  await messageWithText(bob, 'a private word while away');
+  await messageWithText(bob, 'a private word while away', { state: 'attached' });
   assert.deepEqual([...await messageTexts(bob)].sort(), [...expected].sort());
 });
 
