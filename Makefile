@@ -44,9 +44,11 @@ fuzz:
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 124 ] || exit $$status; \
 	done
 
-# A bounded churn-and-chat run; prints threads and memory at start and end.
+# Bounded runs (SOAK_SECONDS each, 60 by default): churn and chat, then
+# abuse next to real users (memory store, Redis); one at a time, so that
+# each has the machine. Prints threads, memory and real users' round trips.
 soak:
-	$(CARGO) test --release --test soak -- --ignored --nocapture
+	$(CARGO) test --release --test soak -- --ignored --nocapture --test-threads=1
 
 # Fan-out, latency, capacity and join time, against the same-run limit of
 # this machine (bench/README.md), memory store and Redis, logins, transports. About 9 minutes;
