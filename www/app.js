@@ -140,9 +140,11 @@ const t = I18n.t;
 // conversation ({"": seq for the room, "bob": seq, ...}).
 const READ_KEY_PREFIX = 'lanchat.read.';
 
-// Typing: sent at most this often while the box changes (the server relays
-// no more than one every 2 s anyway); shown this long after the last one.
-const TYPING_EVERY_MS = 2000;
+// Typing: sent at most this often while the box changes. The server relays
+// no more than one every 2 s; a little more here, so that one sent on time
+// but delivered after a late one is not dropped. Shown this long after the
+// last one.
+const TYPING_EVERY_MS = 2200;
 const TYPING_SHOWN_MS = 5000;
 
 // At most this many names offered after `@`.
@@ -1286,7 +1288,6 @@ function send() {
   state.lastSent = frame;
   Files.sent();
   input.value = '';
-  state.lastTyping = 0; // the next message's typing is told at once
   closeMentions();
   autoGrow();
   clearError();
@@ -1375,12 +1376,24 @@ $('room-button').addEventListener('click', () => {
 });
 
 // Tells the others I am typing in the open conversation: at most every
-// TYPING_EVERY_MS while the box changes, and only what could be sent.
+// TYPING_EVERY_MS while the box changes (the server drops more), and only
+// what could be sent. A change within that time is told when it is over,
+// so a short burst of typing right after a message is not lost.
+let typingLater = null;
+
 function sendTyping() {
   if (input.value.trim() === '' || !isConnected() || sendBlocked()) return;
-  const now = Date.now();
-  if (now - state.lastTyping < TYPING_EVERY_MS) return;
-  state.lastTyping = now;
+  const wait = state.lastTyping + TYPING_EVERY_MS - Date.now();
+  if (wait > 0) {
+    if (typingLater === null) {
+      typingLater = setTimeout(() => {
+        typingLater = null;
+        sendTyping();
+      }, wait);
+    }
+    return;
+  }
+  state.lastTyping = Date.now();
   Transport.send(state.privateTo === null ? { type: 'typing' } : { type: 'typing', to: state.privateTo });
 }
 
