@@ -21,9 +21,9 @@
 //!    "welcome" at once (default: no limit).
 //! 5. The storm ends when every join is welcomed or failed, at most
 //!    [`STORM_LIMIT`] after it began; the speakers stop. Then the bench waits
-//!    for the server to settle: no frame for 500 ms and every open person
-//!    has every message sent after its welcome, or no frame for 3 s, at most
-//!    [`SETTLE_LIMIT`]. Then it counts who is still open and still in the
+//!    for the server to settle: no frame and the server idle for 500 ms
+//!    and every open person has every message sent after its welcome, or
+//!    no frame and the server idle for 3 s, at most [`SETTLE_LIMIT`]. Then it counts who is still open and still in the
 //!    room (has every message): the server should have dropped nobody. RSS,
 //!    threads and file descriptors again.
 //!
@@ -61,6 +61,9 @@ pub const STORM_LIMIT: Duration = Duration::from_secs(60);
 /// The longest the bench waits, after the storm, for the server to go
 /// quiet (the last join notices still being written).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// How often the bench looks whether the server has settled; it is idle
+/// when it used less than a tenth of that in CPU.
+const SETTLE_TICK: Duration = Duration::from_millis(250);
 /// Read buffer of a storm connection; a `welcome` listing thousands of
 /// names grows it for a moment (see [`FrameBuf::shrink_to`]).
 const READ_BUFFER: usize = 4 * 1024;
@@ -490,15 +493,21 @@ pub async fn storm(
             .iter()
             .filter(|p| p.welcomed.get() > 0 && !p.closed.get())
     };
+    // Quiet = no frame read and the server (nearly) idle: a server still
+    // working through its queues is not settled, even between frames.
     let settle = Instant::now();
     let (mut last, mut quiet_since) = (shared.frames.get(), Instant::now());
+    let mut server_cpu_then = server.cpu_time();
     while settle.elapsed() < SETTLE_LIMIT {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(SETTLE_TICK).await;
         let (rss, threads) = server.rss_and_threads();
         rss_max = rss_max.max(rss);
         threads_max = threads_max.max(threads);
         let now = shared.frames.get();
-        if now != last {
+        let cpu = server.cpu_time();
+        let working = cpu.saturating_sub(server_cpu_then) > SETTLE_TICK / 10;
+        server_cpu_then = cpu;
+        if now != last || working {
             (last, quiet_since) = (now, Instant::now());
             continue;
         }
