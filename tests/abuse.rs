@@ -10,11 +10,23 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 
+/// Taken by the tests of this file that flood the machine or measure time
+/// or memory, so that they run one at a time: the tests of a file run in
+/// parallel, and one test's flood (12,000 logouts, 6,000 long messages)
+/// would stretch another's round trips on a loaded 2-core machine.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// 1,000 connect/disconnect cycles, many cut off with a TCP reset at every
 /// stage, leave the registry, the online list and the thread count where
 /// they started.
 #[test]
 fn churn_leaves_nothing_behind() {
+    let _alone = alone();
     let server = Server::start(&[]);
     let (_watcher, _) = Client::join(&server, "watcher");
     let baseline = server.threads();
@@ -248,6 +260,7 @@ fn ambiguous_lengths_are_400() {
 /// frame that never ends is closed within 3 heartbeats, like a silent one.
 #[test]
 fn a_trickled_frame_does_not_dodge_the_heartbeat() {
+    let _alone = alone();
     let server = Server::start(&["--heartbeat", "0.5"]);
     let cookie = login(&server, "trickle");
     let client = Client::connect(&server, &cookie);
@@ -274,6 +287,7 @@ fn a_trickled_frame_does_not_dodge_the_heartbeat() {
 /// are held to it (a burst of 40, then 20 a second).
 #[test]
 fn the_rate_is_per_name_not_per_connection() {
+    let _alone = alone();
     let server = Server::start(&[]);
     let cookie = login(&server, "many");
     let mut clients: Vec<Client> = (0..30).map(|_| Client::connect(&server, &cookie)).collect();
@@ -320,6 +334,7 @@ fn the_rate_is_per_name_not_per_connection() {
 /// a second, and a legitimate login gets in.
 #[test]
 fn a_reconnect_loop_with_a_large_history_stalls_nobody() {
+    let _alone = alone();
     let server = Server::start(&[]);
     let mut senders: Vec<Client> = (0..4)
         .map(|n| Client::join(&server, &format!("w{n}")).0)
@@ -436,12 +451,14 @@ fn bogus_logouts_leave_memory_flat(server: &Server, real: &str) {
 
 #[test]
 fn bogus_logouts_leave_memory_flat_memory_store() {
+    let _alone = alone();
     let server = Server::start(&[]);
     bogus_logouts_leave_memory_flat(&server, &login(&server, "teacher"));
 }
 
 #[test]
 fn bogus_logouts_leave_memory_flat_redis_store() {
+    let _alone = alone();
     let redis = RedisServer::start();
     let server = Server::start(&["--redis", &redis.url()]);
     bogus_logouts_leave_memory_flat(&server, &login(&server, "teacher"));
@@ -451,6 +468,7 @@ fn bogus_logouts_leave_memory_flat_redis_store() {
 /// kept to be written later: what is kept is bounded, and small.
 #[test]
 fn bogus_logouts_during_a_redis_outage_leave_memory_flat() {
+    let _alone = alone();
     let mut redis = RedisServer::start();
     let server = Server::start(&["--redis", &redis.url()]);
     let real = login(&server, "teacher");
@@ -470,6 +488,7 @@ fn bogus_logouts_during_a_redis_outage_leave_memory_flat() {
 /// is still there.
 #[test]
 fn private_messages_to_throwaway_names_are_bounded() {
+    let _alone = alone();
     let server = Server::start(&[]);
     // The teacher connected once, and is away when a pupil writes.
     let teacher = login(&server, "teacher");
@@ -535,6 +554,7 @@ fn private_messages_to_throwaway_names_are_bounded() {
 /// 2,000 refusals, at most one line per 10 seconds (and the first).
 #[test]
 fn refusals_are_logged_as_a_summary() {
+    let _alone = alone();
     let server = Server::start(&["--max-per-address", "4"]);
     let started = Instant::now();
     let held: Vec<TcpStream> = (0..4)
