@@ -51,7 +51,8 @@ soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture --test-threads=1
 
 # Fan-out, latency, capacity and join time, against the same-run limit of
-# this machine (bench/README.md), memory store and Redis, logins, transports. About 9 minutes;
+# this machine (bench/README.md), memory store and Redis, logins, transports,
+# and a join storm of 1,000 / 5,000 / 10,000 different people. About 12 minutes;
 # results in target/bench/.
 bench:
 	$(CARGO) build --release
