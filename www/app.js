@@ -1421,8 +1421,9 @@ function mentionCandidates() {
     .slice(0, MENTIONS_OFFERED);
 }
 
-// The list under the box: a listbox the arrows move through (the focus
-// stays in the box; aria-activedescendant says which name is highlighted).
+// The list above the box: a listbox the arrows move through (the focus
+// stays in the box; aria-activedescendant says which name is highlighted;
+// a textarea may not carry aria-expanded, so the list's presence is all).
 function renderMentions() {
   const names = mentionCandidates();
   if (names.length === 0) {
@@ -1444,7 +1445,6 @@ function renderMentions() {
     return option;
   }));
   mentionList.hidden = false;
-  input.setAttribute('aria-expanded', 'true');
   input.setAttribute('aria-activedescendant', `mention-${mentionChoice}`);
 }
 
@@ -1453,7 +1453,6 @@ function closeMentions() {
   mentionList.hidden = true;
   mentionList.replaceChildren();
   mentionChoice = 0;
-  input.setAttribute('aria-expanded', 'false');
   input.removeAttribute('aria-activedescendant');
 }
 
