@@ -61,6 +61,9 @@ pub const STORM_LIMIT: Duration = Duration::from_secs(60);
 /// The longest the bench waits, after the storm, for the server to go
 /// quiet (the last join notices still being written).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest a speaker's message may take to be written (a full socket
+/// buffer: the server is not reading the speaker) before it is skipped.
+const SAY_LIMIT: Duration = Duration::from_secs(1);
 /// How often the bench looks whether the server has settled; it is idle
 /// when it used less than a tenth of that in CPU.
 const SETTLE_TICK: Duration = Duration::from_millis(250);
@@ -406,7 +409,10 @@ pub async fn storm(
             warmup + STORM_LIMIT + Duration::from_secs(1),
             || storm_over.get(),
             async |seq| {
-                if let Ok(at) = speakers.say(seq as usize % SPEAKERS, seq).await
+                // A speaker the server stopped reading must not hold the
+                // storm past its limit.
+                let say = speakers.say(seq as usize % SPEAKERS, seq);
+                if let Ok(Ok(at)) = tokio::time::timeout(SAY_LIMIT, say).await
                     && at >= shared.window_start.get()
                 {
                     sent.borrow_mut().push(at);
@@ -521,7 +527,7 @@ pub async fn storm(
     // One more message, to be sure everyone open is still in the room
     // (also whoever was welcomed after the last storm message).
     let mut probed = 0;
-    if let Ok(at) = speakers.say(0, u64::MAX).await {
+    if let Ok(Ok(at)) = tokio::time::timeout(SAY_LIMIT, speakers.say(0, u64::MAX)).await {
         sent.borrow_mut().push(at);
         probed = 1;
         let probe = Instant::now();
