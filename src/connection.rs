@@ -197,7 +197,7 @@ impl Write for ReadHalf {
     /// sent (or queued) as one unit.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.outbox
-            .push(&[Encoded(buf.into())])
+            .push(&[Encoded::from_bytes(buf)])
             .map_err(io::Error::other)?;
         Ok(buf.len())
     }
@@ -284,7 +284,8 @@ fn run(
         hub,
         id: outbox.id(),
     };
-    outbox.release(); // welcome, history, offline: first, then anything else
+    // No `release` here: the fan-out thread sends the welcome first, then
+    // releases the outbox (`Work::Welcome` in hub.rs).
     info!("{peer} {:?} connected", session.name);
     let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
     drop(registration);

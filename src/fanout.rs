@@ -26,9 +26,9 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use uuid::Uuid;
 
-/// One frame and the connections it goes to.
+/// Frames (one, most often: a message) and the connections they go to.
 pub struct Delivery {
-    pub frame: Encoded,
+    pub frames: Vec<Encoded>,
     pub to: Vec<Outbox>,
 }
 
@@ -106,7 +106,7 @@ fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
     if let [delivery] = &batch[..] {
         // The common case when the room is quiet: one frame, shared by all.
         for outbox in &delivery.to {
-            if outbox.push(std::slice::from_ref(&delivery.frame)).is_err() {
+            if outbox.push(&delivery.frames).is_err() {
                 slow.push(outbox.clone());
             }
         }
@@ -120,7 +120,7 @@ fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
                 frames.push((outbox.clone(), Vec::new()));
                 frames.len() - 1
             });
-            frames[i].1.push(delivery.frame.clone());
+            frames[i].1.extend(delivery.frames.iter().cloned());
         }
     }
     for (outbox, frames) in frames {

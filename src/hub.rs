@@ -32,6 +32,7 @@ use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
     AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
     Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
+    encode_notice,
 };
 use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
@@ -91,6 +92,15 @@ pub enum Work {
     /// [`Hub::prepare`] decides who gets it, and sends the sender's copy
     /// (as JSON) to `Reply` when there is one (`POST /say` waits for it).
     Store(Write, Option<Reply>),
+    /// A `join` or `leave` notice, numbered in the order decided (see
+    /// `Room::notices`). Who gets it is decided by the fan-out thread, once
+    /// per batch: each connection gets the notices after its `welcome`,
+    /// coalesced ([`coalesce`]), all in one push.
+    Notice(u64, Encoded),
+    /// A newcomer (by id) waiting for its `welcome`. The fan-out thread
+    /// makes the welcomes of a whole batch of newcomers at once: who is
+    /// online is encoded once for all of them, not once per join.
+    Welcome(Uuid),
 }
 
 /// Where a `POST /say` waits for its sender's copy.
@@ -116,6 +126,10 @@ struct Client {
     /// Opened with the host cookie (see the Host section of the contract).
     host: bool,
     outbox: Outbox,
+    /// `Room::notices` when its `welcome` was made (the welcome lists who
+    /// was online then): it gets the notices numbered above. `None` until
+    /// the fan-out thread has made its welcome: no notice before that.
+    since: Option<u64>,
 }
 
 /// A name online on another server.
@@ -171,6 +185,8 @@ struct Room {
     last_private: HashMap<String, u64>,
     /// Shutting down: held polls answer at once.
     stopping: bool,
+    /// Presence notices decided so far: the number of the last one.
+    notices: u64,
 }
 
 impl Hub {
@@ -223,15 +239,15 @@ impl Hub {
     fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
         let mut writes: Vec<Write> = Vec::new();
         let mut replies: Vec<Option<Reply>> = Vec::new();
-        let mut order: Vec<Option<Delivery>> = Vec::with_capacity(batch.len());
+        let mut order: Vec<Work> = Vec::with_capacity(batch.len());
         for work in batch {
             match work {
-                Work::Deliver(delivery) => order.push(Some(delivery)),
                 Work::Store(write, reply) => {
                     writes.push(write);
                     replies.push(reply);
-                    order.push(None);
+                    order.push(Work::Store(Write::Clear, None)); // its place: the write is in `writes`
                 }
+                other => order.push(other),
             }
         }
         if !writes.is_empty() {
@@ -242,8 +258,23 @@ impl Hub {
         let mut room = self.lock();
         let mut deliveries = Vec::with_capacity(order.len());
         let mut stored = writes.into_iter().zip(frames).zip(replies);
+        // Consecutive presence notices, sent together (in their place in
+        // the batch's order), and the newcomers to welcome.
+        let mut notices: Vec<(u64, Encoded)> = Vec::new();
+        let mut newcomers: Vec<Uuid> = Vec::new();
         for slot in order {
-            if let Some(delivery) = slot {
+            match slot {
+                Work::Notice(number, frame) => {
+                    notices.push((number, frame));
+                    continue;
+                }
+                Work::Welcome(id) => {
+                    newcomers.push(id);
+                    continue;
+                }
+                _ => deliveries.extend(room.notice_deliveries(&std::mem::take(&mut notices))),
+            }
+            if let Work::Deliver(delivery) = slot {
                 deliveries.push(delivery);
                 continue;
             }
@@ -299,10 +330,17 @@ impl Hub {
                 (Write::Inbox(_), _) | (Write::Room(_) | Write::Private { .. }, None) => {}
             }
         }
+        deliveries.extend(room.notice_deliveries(&notices));
+        let welcomed = room.welcome(&newcomers);
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
         self.stored.notify_all();
+        // Their welcome is first in their queues now: send it, and what
+        // their join queued behind it (outside the lock: this is I/O).
+        for outbox in welcomed {
+            outbox.release();
+        }
         deliveries
     }
 
@@ -351,10 +389,11 @@ impl Hub {
     }
 
     /// Registers a new connection (by its outbox's id) and queues its first
-    /// frames: `welcome`, `history`, `offline`, in its outbox, which must be
-    /// held (the caller releases it). With `after` (the last seq the client
-    /// saw), the history holds only what came later. Tells everyone else
-    /// when the name comes online.
+    /// frames in its outbox, which must be held: `history` and `offline`
+    /// now, and the fan-out thread puts the `welcome` before them and
+    /// releases the outbox (see [`Work::Welcome`]). With `after` (the last
+    /// seq the client saw), the history holds only what came later. Tells
+    /// everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>, host: bool) {
         let id = outbox.id();
         let name = session.name.as_str();
@@ -372,27 +411,9 @@ impl Hub {
                 session_id: session.id.clone(),
                 host,
                 outbox: outbox.clone(),
+                since: None,
             };
             room.clients.insert(id, client);
-            let now = now_ms();
-            let muted: Vec<Muted> = room
-                .mutes
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(name, until)| Muted {
-                    name,
-                    until: *until,
-                })
-                .collect();
-            let welcome = encode(&ServerFrame::Welcome {
-                name,
-                users: room.everyone(),
-                hosts: room.hosts(),
-                host,
-                mode: room.mode,
-                banned: host.then(|| room.banned.iter().map(String::as_str).collect()),
-                muted: host.then_some(muted),
-            });
             // Private messages not delivered yet reach this connection live.
             let private: Vec<&PrivateMessage> = conversation
                 .iter()
@@ -412,7 +433,8 @@ impl Hub {
                 })
             };
             let offline = encode(&ServerFrame::Offline { messages: &offline });
-            outbox.queue_held(&[welcome, history, offline]); // sent on release
+            outbox.queue_held(&[history, offline]); // the welcome goes first
+            out.push(Work::Welcome(id));
             room.announce(name, was_online, out);
             self.publish(room.presence_event(name));
             room.inbox_waits.get(name).copied()
@@ -1252,23 +1274,100 @@ impl Room {
     /// After a change concerning `name`: sends `join` if it has just come
     /// online (anywhere), to every connection but its own; `leave` if it has
     /// just gone offline everywhere.
-    fn announce(&self, name: &str, was_online: bool, out: &mut Vec<Work>) {
+    ///
+    /// Only numbered here (no recipients are listed under the lock: that
+    /// cost grew with everyone online, for every join of a storm); the
+    /// fan-out thread decides who gets it, once per batch. A name's own
+    /// connections never get its `join`: they are welcomed after it.
+    fn announce(&mut self, name: &str, was_online: bool, out: &mut Vec<Work>) {
         let ts = now_ms();
-        match (was_online, self.is_online(name)) {
+        let frame = match (was_online, self.is_online(name)) {
             (false, true) => {
                 info!("{name:?} is online");
-                let host = self.is_host(name);
-                let frame = encode(&ServerFrame::Join { name, ts, host });
-                let others = |_: &Uuid, client: &Client| client.name != name;
-                out.extend(self.delivery(&frame, others).map(Work::Deliver));
+                encode_notice(name, true, self.is_host(name), ts)
             }
             (true, false) => {
                 info!("{name:?} is offline");
-                let frame = encode(&ServerFrame::Leave { name, ts });
-                out.extend(self.delivery(&frame, |_, _| true).map(Work::Deliver));
+                encode_notice(name, false, false, ts)
             }
-            _ => {}
+            _ => return,
+        };
+        self.notices += 1;
+        out.push(Work::Notice(self.notices, frame));
+    }
+
+    /// Who gets which of a run of presence notices: each welcomed
+    /// connection those numbered after its welcome, coalesced, in one
+    /// delivery per distinct starting point (one, but for connections
+    /// welcomed while the run was decided).
+    fn notice_deliveries(&self, run: &[(u64, Encoded)]) -> Vec<Delivery> {
+        if run.is_empty() {
+            return Vec::new();
         }
+        let mut from: BTreeMap<usize, Vec<Outbox>> = BTreeMap::new();
+        for client in self.clients.values() {
+            let Some(since) = client.since else { continue };
+            let first = run.partition_point(|(number, _)| *number <= since);
+            if first < run.len() {
+                from.entry(first).or_default().push(client.outbox.clone());
+            }
+        }
+        from.into_iter()
+            .map(|(first, to)| Delivery {
+                frames: coalesce(&run[first..]),
+                to,
+            })
+            .filter(|delivery| !delivery.frames.is_empty())
+            .collect()
+    }
+
+    /// Makes the `welcome` of each newcomer of a batch and queues it first
+    /// in its (held) outbox; returns those outboxes, to be released. Who is
+    /// online is encoded once for the whole batch.
+    fn welcome(&mut self, newcomers: &[Uuid]) -> Vec<Outbox> {
+        if newcomers.is_empty() {
+            return Vec::new();
+        }
+        let json = |names: Vec<&str>| {
+            serde_json::value::to_raw_value(&names).expect("a list of names serializes")
+        };
+        let users = json(self.everyone());
+        let hosts = json(self.hosts());
+        let now = now_ms();
+        let muted: Vec<Muted> = self
+            .mutes
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(name, until)| Muted {
+                name,
+                until: *until,
+            })
+            .collect();
+        let banned: Vec<&str> = self.banned.iter().map(String::as_str).collect();
+        let mut welcomed = Vec::with_capacity(newcomers.len());
+        for id in newcomers {
+            let Some(client) = self.clients.get(id) else {
+                continue; // gone already
+            };
+            let welcome = encode(&ServerFrame::Welcome {
+                name: &client.name,
+                users: &users,
+                hosts: &hosts,
+                host: client.host,
+                mode: self.mode,
+                banned: client.host.then(|| banned.clone()),
+                muted: client.host.then(|| muted.clone()),
+            });
+            client.outbox.queue_first_held(welcome);
+            welcomed.push(client.outbox.clone());
+        }
+        let since = self.notices;
+        for id in newcomers {
+            if let Some(client) = self.clients.get_mut(id) {
+                client.since = Some(since);
+            }
+        }
+        welcomed
     }
 
     /// Decides that `frame` goes to every client `to` selects (none: no
@@ -1281,7 +1380,7 @@ impl Room {
             .map(|(_, c)| c.outbox.clone())
             .collect();
         (!to.is_empty()).then(|| Delivery {
-            frame: frame.clone(),
+            frames: vec![frame.clone()],
             to,
         })
     }
@@ -1328,6 +1427,34 @@ impl Room {
         }
         self.announce(name, true, out);
     }
+}
+
+/// The notices of `run` that a connection must get, in their order: a name
+/// that joined and left again within the run gets neither (the contract
+/// allows it), so churn costs nothing; a name that left and came back gets
+/// both; otherwise its last notice says where it ends.
+fn coalesce(run: &[(u64, Encoded)]) -> Vec<Encoded> {
+    let is_join = |i: usize| run[i].1.notice().is_some_and(|n| n.join);
+    // Each name's first and last notice in the run (by index).
+    let mut by_name: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, (_, frame)) in run.iter().enumerate() {
+        let name = frame.notice().map_or("", |n| n.name.as_str());
+        by_name
+            .entry(name)
+            .and_modify(|(_, last)| *last = i)
+            .or_insert((i, i));
+    }
+    let mut keep: Vec<usize> = Vec::with_capacity(by_name.len());
+    for (first, last) in by_name.into_values() {
+        let (online_before, online_after) = (!is_join(first), is_join(last));
+        match (online_before, online_after) {
+            (false, false) => {}
+            (true, true) => keep.extend([first, last]),
+            _ => keep.push(last),
+        }
+    }
+    keep.sort_unstable();
+    keep.into_iter().map(|i| run[i].1.clone()).collect()
 }
 
 /// The frame of a stored room or private message (others have none).
@@ -1505,7 +1632,6 @@ mod tests {
         hub.start_fan_out().unwrap();
         let (alice_outbox, mut alice) = connection();
         hub.join(&session("alice"), alice_outbox.clone(), None, false);
-        alice_outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
         }
@@ -1521,7 +1647,6 @@ mod tests {
             .unwrap(); // ... bob is offline: inboxed
         go_tx.send(()).unwrap();
         joining.join().unwrap();
-        bob_outbox.release();
 
         assert_eq!(next_frame(&mut bob)["type"], "welcome");
         assert_eq!(next_frame(&mut bob)["type"], "history");
@@ -1537,6 +1662,43 @@ mod tests {
         assert!(hub.store().take_inbox("bob").is_empty());
     }
 
+    /// A burst of presence: joined-and-left-again gives nothing, left and
+    /// came back gives both, otherwise the last word; always in order.
+    #[test]
+    fn presence_notices_coalesce() {
+        use crate::protocol::encode_notice;
+        let notice = |name: &str, join: bool| encode_notice(name, join, false, 1);
+        let run: Vec<(u64, Encoded)> = [
+            ("ann", true),
+            ("bob", false),
+            ("ann", false),
+            ("cid", true),
+            ("bob", true),
+            ("dan", false),
+            ("ann", true),
+            ("eve", true),
+            ("eve", false),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, join))| (i as u64 + 1, notice(name, *join)))
+        .collect();
+        let told: Vec<(String, bool)> = coalesce(&run)
+            .iter()
+            .map(|f| f.notice().map(|n| (n.name.clone(), n.join)).unwrap())
+            .collect();
+        let expected = [
+            ("bob", false),
+            ("cid", true),
+            ("bob", true),
+            ("dan", false),
+            ("ann", true),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(n, j)| (n.to_string(), *j)).collect();
+        assert_eq!(told, expected);
+    }
+
     /// Another server's presence: a snapshot read *before* an event does
     /// not undo it (the newer event wins); a server missing from a later
     /// snapshot has stopped, and its users leave.
@@ -1546,7 +1708,6 @@ mod tests {
         hub.start_fan_out().unwrap();
         let (outbox, mut alice) = connection();
         hub.join(&session("alice"), outbox.clone(), None, false);
-        outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
         }

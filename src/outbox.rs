@@ -16,14 +16,19 @@
 //! thread per connection: `docs/DESIGN.md`.)
 //!
 //! A client with more than [`OUTBOX_LEN`] frames waiting has stopped reading:
-//! `push` says [`Full`] and the hub drops it. A pump whose write blocks for
+//! `push` says [`Full`] and the hub drops it. Presence notices (`join`,
+//! `leave`) do not count: under a storm of people joining, a client still
+//! reading its `welcome` may be thousands of notices behind without being
+//! at fault. They cannot pile up either: a queued `join` is cancelled by the
+//! same name's `leave` (the contract lets a recipient get neither), so at
+//! most two notices per name wait. A pump whose write blocks for
 //! [`WRITE_WAIT`] gives up on a stalled peer and shuts the socket. Once a
 //! close frame has gone in, the outbox takes nothing more (RFC 6455: nothing
 //! may follow the close frame).
 
 use crate::protocol::Encoded;
 use log::debug;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -59,6 +64,16 @@ struct Shared {
 struct State {
     /// Frames the socket could not take yet, oldest first.
     queue: VecDeque<Encoded>,
+    /// How many of `queue` are presence notices (cancelled ones too): the
+    /// rest count toward [`OUTBOX_LEN`].
+    notices: usize,
+    /// Frames ever taken off the queue (sent, or handed to the write pump):
+    /// `taken + i` names `queue[i]` for as long as it waits.
+    taken: u64,
+    /// The `join` notices waiting, by name -> position (`taken + i`): the
+    /// name's `leave` cancels its `join`. Empty (no allocation) unless the
+    /// client is behind.
+    joins: HashMap<String, u64>,
     /// The first queued frame may have been partly sent: skip this many bytes.
     sent_of_first: usize,
     /// A write pump is sending the queue: nobody else writes.
@@ -69,6 +84,43 @@ struct State {
     closed: bool,
     /// A close frame went in: take nothing more (but send what is queued).
     sealed: bool,
+}
+
+impl State {
+    /// Queues one frame; a `leave` whose `join` still waits cancels it
+    /// instead (unless the client already has part of that `join`).
+    fn enqueue(&mut self, frame: &Encoded) {
+        if let Some(notice) = frame.notice() {
+            if !notice.join
+                && let Some(at) = self.joins.remove(&notice.name)
+                // Past the queue's front (already taken): too late.
+                && let i = at.wrapping_sub(self.taken) as usize
+                && (i > 0 || self.sent_of_first == 0)
+                && let Some(join) = self.queue.get_mut(i)
+            {
+                *join = join.cancelled();
+                return;
+            }
+            if notice.join {
+                let at = self.taken.wrapping_add(self.queue.len() as u64);
+                self.joins.insert(notice.name.clone(), at);
+            }
+            self.notices += 1;
+        }
+        self.queue.push_back(frame.clone());
+    }
+
+    /// Takes up to `n` frames off the front of the queue.
+    fn take(&mut self, n: usize) -> Vec<Encoded> {
+        let n = n.min(self.queue.len());
+        let taken: Vec<Encoded> = self.queue.drain(..n).collect();
+        self.taken = self.taken.wrapping_add(n as u64);
+        self.notices -= taken.iter().filter(|f| f.notice().is_some()).count();
+        if self.queue.is_empty() {
+            self.joins = HashMap::new(); // give its memory back
+        }
+        taken
+    }
 }
 
 /// The outbox holds [`OUTBOX_LEN`] frames already: its client is not reading.
@@ -131,10 +183,13 @@ impl Outbox {
         if rest.is_empty() {
             return Ok(());
         }
-        if state.queue.len() + rest.len() > OUTBOX_LEN {
+        let messages = rest.iter().filter(|f| f.notice().is_none()).count();
+        if state.queue.len() - state.notices + messages > OUTBOX_LEN {
             return Err(Full);
         }
-        state.queue.extend(rest.iter().cloned());
+        for frame in rest {
+            state.enqueue(frame);
+        }
         if !state.held {
             self.start_pump(state);
         }
@@ -146,7 +201,21 @@ impl Outbox {
     pub fn queue_held(&self, frames: &[Encoded]) {
         let mut state = crate::lock(&self.shared.state);
         if !state.sealed {
-            state.queue.extend(frames.iter().cloned());
+            for frame in frames {
+                state.enqueue(frame);
+            }
+        }
+    }
+
+    /// Queues a frame ahead of everything else, without sending: for the
+    /// fan-out thread, to put a newcomer's `welcome` before the frames its
+    /// join queued (the outbox is still held; [`Outbox::release`] follows).
+    pub fn queue_first_held(&self, frame: Encoded) {
+        let mut state = crate::lock(&self.shared.state);
+        if !state.sealed {
+            // Every position moves up by one; `taken` stands for that.
+            state.taken = state.taken.wrapping_sub(1);
+            state.queue.push_front(frame);
         }
     }
 
@@ -155,7 +224,7 @@ impl Outbox {
     pub fn release(&self) {
         let mut state = crate::lock(&self.shared.state);
         state.held = false;
-        let waiting: Vec<Encoded> = state.queue.drain(..).collect();
+        let waiting: Vec<Encoded> = state.take(usize::MAX);
         if self.send_or_queue(&mut state, &waiting).is_err() {
             // More than OUTBOX_LEN frames before the client read a byte.
             drop(state);
@@ -271,8 +340,7 @@ fn write_pump(shared: &Shared) {
             }
             return;
         }
-        let take = state.queue.len().min(BATCH_FRAMES);
-        let batch: Vec<Encoded> = state.queue.drain(..take).collect();
+        let batch: Vec<Encoded> = state.take(BATCH_FRAMES);
         let skip = std::mem::take(&mut state.sent_of_first);
         drop(state);
         if let Err(error) = write_all(socket, &batch, skip) {
@@ -281,7 +349,7 @@ fn write_pump(shared: &Shared) {
             let mut state = crate::lock(&shared.state);
             state.closed = true;
             state.pumping = false;
-            state.queue.clear();
+            state.take(usize::MAX);
             return;
         }
         state = crate::lock(&shared.state);
@@ -312,7 +380,7 @@ mod tests {
     use super::*;
 
     fn frame(bytes: &[u8]) -> Encoded {
-        Encoded(bytes.into())
+        Encoded::from_bytes(bytes)
     }
 
     #[test]
@@ -346,6 +414,52 @@ mod tests {
         let big = frame(&vec![b'y'; 64 * 1024]);
         let full = (0..10 * OUTBOX_LEN).any(|_| outbox.push(std::slice::from_ref(&big)).is_err());
         assert!(full, "the outbox filled up");
+        outbox.kick();
+    }
+
+    /// Presence notices do not fill an outbox (a storm of joins must not
+    /// drop a client still reading its welcome), and a queued `join`
+    /// cancelled by its `leave` leaves neither: the queue stays bounded.
+    #[test]
+    fn notices_do_not_count_and_cancel_out() {
+        use crate::protocol::encode_notice;
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let outbox = Outbox::new_held(Uuid::new_v4(), Arc::new(socket));
+        // Held: nothing is sent, everything queues.
+        for i in 0..3 * OUTBOX_LEN {
+            let join = encode_notice(&format!("user{i}"), true, false, 1);
+            outbox.push(&[join]).expect("notices never make it full");
+        }
+        for i in 1..3 * OUTBOX_LEN {
+            let leave = encode_notice(&format!("user{i}"), false, false, 2);
+            outbox.push(&[leave]).unwrap();
+        }
+        assert_eq!(
+            crate::lock(&outbox.shared.state).queue.len(),
+            3 * OUTBOX_LEN
+        );
+        let message = frame(b"m");
+        for _ in 0..OUTBOX_LEN {
+            outbox.push(std::slice::from_ref(&message)).unwrap();
+        }
+        assert!(
+            outbox.push(std::slice::from_ref(&message)).is_err(),
+            "messages still do"
+        );
+
+        // What arrives: user0's join, then the messages; the rest cancelled.
+        let expected = [
+            encode_notice("user0", true, false, 1).bytes().to_vec(),
+            vec![b'm'; OUTBOX_LEN],
+        ]
+        .concat();
+        outbox.release();
+        let mut got = vec![0u8; expected.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected);
         outbox.kick();
     }
 

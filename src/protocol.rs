@@ -79,9 +79,11 @@ pub struct PrivateMessage {
 pub enum ServerFrame<'a> {
     Welcome {
         name: &'a str,
-        users: Vec<&'a str>,
-        /// Those of `users` connected as a host.
-        hosts: Vec<&'a str>,
+        /// Who is online: a JSON list of names, encoded once for a whole
+        /// batch of newcomers (it is long when many are).
+        users: &'a serde_json::value::RawValue,
+        /// Those of `users` connected as a host (a JSON list too).
+        hosts: &'a serde_json::value::RawValue,
         /// Whether this connection is a host's.
         host: bool,
         mode: Mode,
@@ -271,16 +273,50 @@ impl AnyMessage<'_> {
 
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
 #[derive(Debug, Clone)]
-pub struct Encoded(pub Arc<[u8]>);
+pub struct Encoded {
+    bytes: Arc<[u8]>,
+    /// Set on `join` and `leave` notices only: an outbox that is behind
+    /// coalesces them, and they do not count toward its limit (`outbox.rs`).
+    notice: Option<Arc<Notice>>,
+}
+
+/// Whose presence a `join` or `leave` frame tells.
+#[derive(Debug)]
+pub struct Notice {
+    pub name: String,
+    pub join: bool,
+}
 
 impl Encoded {
+    /// A frame of these bytes (already a whole WebSocket frame).
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Encoded {
+        Encoded {
+            bytes: bytes.into(),
+            notice: None,
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// Whether this is a close frame (opcode 8): nothing may follow it.
     pub fn is_close(&self) -> bool {
-        self.0.first().is_some_and(|b| b & 0x0f == 0x8)
+        self.bytes.first().is_some_and(|b| b & 0x0f == 0x8)
+    }
+
+    /// The presence it tells, for a `join` or `leave` notice.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_deref()
+    }
+
+    /// This notice, cancelled: nothing to write, still a notice (for the
+    /// outbox's count).
+    pub fn cancelled(&self) -> Encoded {
+        Encoded {
+            bytes: Arc::from([]),
+            notice: self.notice.clone(),
+        }
     }
 }
 
@@ -293,7 +329,22 @@ pub fn encode(frame: &ServerFrame) -> Encoded {
     frame
         .format(&mut out)
         .expect("writing to a Vec cannot fail");
-    Encoded(out.into())
+    Encoded::from_bytes(out)
+}
+
+/// The `join` (or `leave`) notice of `name`, marked as one.
+pub fn encode_notice(name: &str, join: bool, host: bool, ts: u64) -> Encoded {
+    let frame = match join {
+        true => ServerFrame::Join { name, ts, host },
+        false => ServerFrame::Leave { name, ts },
+    };
+    Encoded {
+        notice: Some(Arc::new(Notice {
+            name: name.to_string(),
+            join,
+        })),
+        ..encode(&frame)
+    }
 }
 
 /// A close frame with this code and reason, ready to write.
@@ -306,7 +357,7 @@ pub fn encode_close(code: CloseCode, reason: &str) -> Encoded {
     frame
         .format(&mut out)
         .expect("writing to a Vec cannot fail");
-    Encoded(out.into())
+    Encoded::from_bytes(out)
 }
 
 /// The error codes of the contract's `error` frame.
