@@ -187,6 +187,22 @@ struct Room {
     stopping: bool,
     /// Presence notices decided so far: the number of the last one.
     notices: u64,
+    /// Held long polls asleep, by ticket: each has its own condvar, woken
+    /// only when a delivery is for it ([`Room::wake_polls`]).
+    sleeping: HashMap<u64, SleepingPoll>,
+    /// The ticket of the last poll that went to sleep.
+    tickets: u64,
+}
+
+/// A held long poll asleep (see [`Hub::poll`]): what it waits for, and how
+/// to wake it. Its own condvar (with the hub lock), not one shared by all:
+/// with 500 polls held, a shared one woke 500 threads on every delivery,
+/// each to take the hub lock and go back to sleep.
+struct SleepingPoll {
+    name: String,
+    /// It wants a message with a higher seq than this.
+    since: u64,
+    wake: Arc<Condvar>,
 }
 
 impl Hub {
@@ -332,6 +348,7 @@ impl Hub {
         }
         deliveries.extend(room.notice_deliveries(&notices));
         let welcomed = room.welcome(&newcomers);
+        room.wake_polls();
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
@@ -721,14 +738,21 @@ impl Hub {
                 break serde_json::to_string(&answer).expect("poll answers serialize");
             }
             // Nothing yet: sleep until something for this name is delivered
-            // (or the end). Every delivery wakes every held poll, but the
-            // check is this closure, under the lock, with no store read:
-            // a poll goes back to sleep for a message that is not its.
-            drop(crate::wait_until(&self.stored, room, deadline, |room| {
-                room.stopping
-                    || room.history.back().is_some_and(|m| m.seq > since)
-                    || room.last_private.get(name).is_some_and(|seq| *seq > since)
-            }));
+            // (or the end). The hub wakes this poll only (`wake_polls`).
+            let mut room = room;
+            room.tickets += 1;
+            let ticket = room.tickets;
+            let wake = Arc::new(Condvar::new());
+            let sleeping = SleepingPoll {
+                name: name.to_string(),
+                since,
+                wake: wake.clone(),
+            };
+            room.sleeping.insert(ticket, sleeping);
+            let mut room = crate::wait_until(&wake, room, deadline, |room| {
+                room.stopping || room.news_for(name, since)
+            });
+            room.sleeping.remove(&ticket);
         };
         // What waited in the inbox has been returned now.
         self.store.take_inbox(name);
@@ -770,8 +794,9 @@ impl Hub {
 
     /// At shutdown: every held poll answers now.
     pub fn stop_polls(&self) {
-        self.lock().stopping = true;
-        self.stored.notify_all();
+        let mut room = self.lock();
+        room.stopping = true;
+        room.wake_polls();
     }
 
     /// A room message said on another server: shown here, kept in the
@@ -782,8 +807,8 @@ impl Hub {
             out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
             room.delivered = room.delivered.max(message.seq);
             room.remember(message);
+            room.wake_polls();
         });
-        self.stored.notify_all(); // for held polls
     }
 
     /// A private message sent on another server (and stored there): to the
@@ -804,8 +829,8 @@ impl Hub {
             if !inboxed && !room.is_online(&message.to) {
                 out.push(Work::Store(Write::Inbox(message.clone()), None));
             }
+            room.wake_polls();
         });
-        self.stored.notify_all(); // for held polls
     }
 
     /// A room message deleted on another server (which changed the store).
@@ -1181,6 +1206,23 @@ impl Room {
             None => c.name != from,
         };
         out.extend(self.delivery(&frame, recipients).map(Work::Deliver));
+    }
+
+    /// Whether a message for `name` with a seq above `since` was delivered
+    /// (a room message, or a private one to or from it): asked under the
+    /// lock, with no store read, by held polls.
+    fn news_for(&self, name: &str, since: u64) -> bool {
+        self.history.back().is_some_and(|m| m.seq > since)
+            || self.last_private.get(name).is_some_and(|seq| *seq > since)
+    }
+
+    /// Wakes the held polls that have something now (all, when stopping).
+    fn wake_polls(&self) {
+        for poll in self.sleeping.values() {
+            if self.stopping || self.news_for(&poll.name, poll.since) {
+                poll.wake.notify_one();
+            }
+        }
     }
 
     /// Notes a private message delivered, for held polls of its two names
