@@ -203,3 +203,40 @@ impl Frames {
         }
     }
 }
+
+/// A `--max-connections` beyond what the machine allows (threads, process
+/// ids, memory mappings, open files) is said at start, in one line per
+/// limit, naming the knob to raise; lanchat still starts.
+#[test]
+fn max_connections_beyond_the_machine_is_warned_about() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lanchat"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--no-mdns"])
+        .args(["--max-connections", "1000000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lanchat");
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (lines, line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for text in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(text);
+        }
+    });
+    let mut warnings = Vec::new();
+    while let Ok(text) = line.recv_timeout(TIMEOUT) {
+        if text.contains("store:") {
+            break; // said after the limits
+        }
+        if text.contains("--max-connections 1000000000 needs") {
+            warnings.push(text);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = warnings.join("\n");
+    for knob in ["kernel.pid_max", "vm.max_map_count", "open files"] {
+        assert!(said.contains(knob), "{knob} not named in:\n{said}");
+    }
+}
