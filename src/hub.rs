@@ -32,7 +32,7 @@ use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
     AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
     Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
-    encode_notice,
+    encode_notice, encode_welcome,
 };
 use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
@@ -1370,11 +1370,10 @@ impl Room {
         if newcomers.is_empty() {
             return Vec::new();
         }
-        let json = |names: Vec<&str>| {
-            serde_json::value::to_raw_value(&names).expect("a list of names serializes")
-        };
-        let users = json(self.everyone());
-        let hosts = json(self.hosts());
+        let users: Arc<[u8]> = serde_json::to_vec(&self.everyone())
+            .expect("names serialize")
+            .into();
+        let hosts = self.hosts();
         let now = now_ms();
         let muted: Vec<Muted> = self
             .mutes
@@ -1391,16 +1390,18 @@ impl Room {
             let Some(client) = self.clients.get(id) else {
                 continue; // gone already
             };
-            let welcome = encode(&ServerFrame::Welcome {
+            let welcome = ServerFrame::Welcome {
                 name: &client.name,
-                users: &users,
-                hosts: &hosts,
+                users: [],
+                hosts: hosts.clone(),
                 host: client.host,
                 mode: self.mode,
                 banned: client.host.then(|| banned.clone()),
                 muted: client.host.then(|| muted.clone()),
-            });
-            client.outbox.queue_first_held(welcome);
+            };
+            client
+                .outbox
+                .queue_first_held(&encode_welcome(&welcome, &users));
             welcomed.push(client.outbox.clone());
         }
         let since = self.notices;

@@ -97,6 +97,7 @@ impl State {
                 && let i = at.wrapping_sub(self.taken) as usize
                 && (i > 0 || self.sent_of_first == 0)
                 && let Some(join) = self.queue.get_mut(i)
+                && join.notice().is_some_and(|n| n.join && n.name == notice.name)
             {
                 *join = join.cancelled();
                 return;
@@ -207,15 +208,17 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame ahead of everything else, without sending: for the
+    /// Queues frames ahead of everything else, without sending: for the
     /// fan-out thread, to put a newcomer's `welcome` before the frames its
     /// join queued (the outbox is still held; [`Outbox::release`] follows).
-    pub fn queue_first_held(&self, frame: Encoded) {
+    pub fn queue_first_held(&self, frames: &[Encoded]) {
         let mut state = crate::lock(&self.shared.state);
         if !state.sealed {
-            // Every position moves up by one; `taken` stands for that.
-            state.taken = state.taken.wrapping_sub(1);
-            state.queue.push_front(frame);
+            for frame in frames.iter().rev() {
+                // Every position moves up by one; `taken` stands for that.
+                state.taken = state.taken.wrapping_sub(1);
+                state.queue.push_front(frame.clone());
+            }
         }
     }
 
