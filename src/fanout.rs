@@ -23,8 +23,15 @@
 use crate::outbox::Outbox;
 use crate::protocol::Encoded;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 use uuid::Uuid;
+
+/// How soon the thread comes back, with no new work, when the hub asks
+/// ([`FanOut::come_back`]): connections behind on presence notices are
+/// looked at again this often until they have caught up.
+pub const COME_BACK_AFTER: Duration = Duration::from_millis(50);
 
 /// Frames (one, most often: a message) and the connections they go to.
 pub struct Delivery {
@@ -39,6 +46,8 @@ pub struct FanOut<W> {
     queue: Mutex<Vec<W>>,
     /// Wakes the fan-out thread when the queue stops being empty.
     ready: Condvar,
+    /// The hub wants a call (with no work) after [`COME_BACK_AFTER`].
+    again: AtomicBool,
 }
 
 impl<W> Default for FanOut<W> {
@@ -46,6 +55,7 @@ impl<W> Default for FanOut<W> {
         FanOut {
             queue: Mutex::default(),
             ready: Condvar::new(),
+            again: AtomicBool::new(false),
         }
     }
 }
@@ -58,6 +68,12 @@ impl<W: Send + 'static> FanOut<W> {
         }
         crate::lock(&self.queue).extend(work);
         self.ready.notify_one();
+    }
+
+    /// Asks for one more call of `prepare` soon even if no work comes
+    /// (from `prepare`, on the fan-out thread).
+    pub fn come_back(&self) {
+        self.again.store(true, Ordering::Relaxed);
     }
 
     /// Starts the `fan-out` thread. `prepare` turns a batch of work into
@@ -79,10 +95,16 @@ impl<W: Send + 'static> FanOut<W> {
         loop {
             let batch = {
                 let queue = crate::lock(&self.queue);
-                let mut queue = self
-                    .ready
-                    .wait_while(queue, |q| q.is_empty())
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut queue = if self.again.swap(false, Ordering::Relaxed) {
+                    self.ready
+                        .wait_timeout_while(queue, COME_BACK_AFTER, |q| q.is_empty())
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                } else {
+                    self.ready
+                        .wait_while(queue, |q| q.is_empty())
+                        .unwrap_or_else(|p| p.into_inner())
+                };
                 std::mem::take(&mut *queue)
             };
             // One thread sends for everyone: a bug hit while sending one

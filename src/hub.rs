@@ -94,8 +94,7 @@ pub enum Work {
     Store(Write, Option<Reply>),
     /// A `join` or `leave` notice, numbered in the order decided (see
     /// `Room::notices`). Who gets it is decided by the fan-out thread, once
-    /// per batch: each connection gets the notices after its `welcome`,
-    /// coalesced ([`coalesce`]), all in one push.
+    /// per batch ([`Room::tell_presence`]).
     Notice(u64, Encoded),
     /// A newcomer (by id) waiting for its `welcome`. The fan-out thread
     /// makes the welcomes of a whole batch of newcomers at once: who is
@@ -126,9 +125,9 @@ struct Client {
     /// Opened with the host cookie (see the Host section of the contract).
     host: bool,
     outbox: Outbox,
-    /// `Room::notices` when its `welcome` was made (the welcome lists who
-    /// was online then): it gets the notices numbered above. `None` until
-    /// the fan-out thread has made its welcome: no notice before that.
+    /// The number of the last presence notice it was given (or that its
+    /// `welcome` includes): it gets those numbered above. `None` until the
+    /// fan-out thread has made its welcome: no notice before that.
     since: Option<u64>,
 }
 
@@ -187,6 +186,9 @@ struct Room {
     stopping: bool,
     /// Presence notices decided so far: the number of the last one.
     notices: u64,
+    /// The notices some welcomed connection has not been given yet, oldest
+    /// first: one copy for everyone (see [`Room::tell_presence`]).
+    presence: VecDeque<(u64, Encoded)>,
     /// Held long polls asleep, by ticket: each has its own condvar, woken
     /// only when a delivery is for it ([`Room::wake_polls`]).
     sleeping: HashMap<u64, SleepingPoll>,
@@ -288,7 +290,9 @@ impl Hub {
                     newcomers.push(id);
                     continue;
                 }
-                _ => deliveries.extend(room.notice_deliveries(&std::mem::take(&mut notices))),
+                _ => {
+                    room.tell_presence(&mut notices, &mut deliveries);
+                }
             }
             if let Work::Deliver(delivery) = slot {
                 deliveries.push(delivery);
@@ -346,7 +350,11 @@ impl Hub {
                 (Write::Inbox(_), _) | (Write::Room(_) | Write::Private { .. }, None) => {}
             }
         }
-        deliveries.extend(room.notice_deliveries(&notices));
+        // Always, even with no new notice: connections that were behind
+        // may have caught up (the fan-out thread comes back for them).
+        if room.tell_presence(&mut notices, &mut deliveries) {
+            self.fan_out.come_back();
+        }
         let welcomed = room.welcome(&newcomers);
         room.wake_polls();
         let stored = room.stored;
@@ -1338,29 +1346,58 @@ impl Room {
         out.push(Work::Notice(self.notices, frame));
     }
 
-    /// Who gets which of a run of presence notices: each welcomed
-    /// connection those numbered after its welcome, coalesced, in one
-    /// delivery per distinct starting point (one, but for connections
-    /// welcomed while the run was decided).
-    fn notice_deliveries(&self, run: &[(u64, Encoded)]) -> Vec<Delivery> {
-        if run.is_empty() {
-            return Vec::new();
+    /// Adds `run` (new notices, taken) to the presence log and decides who
+    /// gets what: each welcomed connection the notices after its `since`,
+    /// coalesced ([`coalesce`]), in one delivery per distinct `since`.
+    /// Returns whether a connection was left out for being behind.
+    ///
+    /// A connection with frames still queued (its client reads slower than
+    /// a storm of joins comes) gets no more notices until it has caught up:
+    /// it keeps only its `since`, the log keeps one copy of the notices for
+    /// everyone, and once it is ready it gets them all at once, coalesced.
+    /// So a client behind costs a number, not a queue of notices growing
+    /// with the room, and its messages do not wait behind them.
+    fn tell_presence(
+        &mut self,
+        run: &mut Vec<(u64, Encoded)>,
+        deliveries: &mut Vec<Delivery>,
+    ) -> bool {
+        self.presence.extend(run.drain(..));
+        let Some(&(last, _)) = self.presence.back() else {
+            return false;
+        };
+        let mut from: BTreeMap<u64, Vec<Outbox>> = BTreeMap::new();
+        let mut behind = false;
+        let mut oldest = last; // the lowest `since` left: the log keeps what is after it
+        for client in self.clients.values_mut() {
+            let Some(since) = client.since.filter(|since| *since < last) else {
+                continue;
+            };
+            if client.outbox.is_behind() {
+                behind = true;
+                oldest = oldest.min(since);
+                continue;
+            }
+            from.entry(since).or_default().push(client.outbox.clone());
+            client.since = Some(last);
         }
-        let mut from: BTreeMap<usize, Vec<Outbox>> = BTreeMap::new();
-        for client in self.clients.values() {
-            let Some(since) = client.since else { continue };
-            let first = run.partition_point(|(number, _)| *number <= since);
-            if first < run.len() {
-                from.entry(first).or_default().push(client.outbox.clone());
+        for (since, to) in from {
+            let first = self
+                .presence
+                .partition_point(|(number, _)| *number <= since);
+            let frames = coalesce(self.presence.range(first..));
+            if !frames.is_empty() {
+                deliveries.push(Delivery { frames, to });
             }
         }
-        from.into_iter()
-            .map(|(first, to)| Delivery {
-                frames: coalesce(&run[first..]),
-                to,
-            })
-            .filter(|delivery| !delivery.frames.is_empty())
-            .collect()
+        while self
+            .presence
+            .front()
+            .is_some_and(|(number, _)| *number <= oldest)
+        {
+            self.presence.pop_front();
+        }
+        behind
     }
 
     /// Makes the `welcome` of each newcomer of a batch and queues it first
@@ -1476,11 +1513,12 @@ impl Room {
 /// that joined and left again within the run gets neither (the contract
 /// allows it), so churn costs nothing; a name that left and came back gets
 /// both; otherwise its last notice says where it ends.
-fn coalesce(run: &[(u64, Encoded)]) -> Vec<Encoded> {
-    let is_join = |i: usize| run[i].1.notice().is_some_and(|n| n.join);
+fn coalesce<'a>(run: impl Iterator<Item = &'a (u64, Encoded)> + Clone) -> Vec<Encoded> {
+    let run: Vec<&Encoded> = run.map(|(_, frame)| frame).collect();
+    let is_join = |i: usize| run[i].notice().is_some_and(|n| n.join);
     // Each name's first and last notice in the run (by index).
     let mut by_name: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (i, (_, frame)) in run.iter().enumerate() {
+    for (i, frame) in run.iter().enumerate() {
         let name = frame.notice().map_or("", |n| n.name.as_str());
         by_name
             .entry(name)
@@ -1497,7 +1535,7 @@ fn coalesce(run: &[(u64, Encoded)]) -> Vec<Encoded> {
         }
     }
     keep.sort_unstable();
-    keep.into_iter().map(|i| run[i].1.clone()).collect()
+    keep.into_iter().map(|i| run[i].clone()).collect()
 }
 
 /// The frame of a stored room or private message (others have none).
@@ -1726,7 +1764,7 @@ mod tests {
         .enumerate()
         .map(|(i, (name, join))| (i as u64 + 1, notice(name, *join)))
         .collect();
-        let told: Vec<(String, bool)> = coalesce(&run)
+        let told: Vec<(String, bool)> = coalesce(run.iter())
             .iter()
             .map(|f| f.notice().map(|n| (n.name.clone(), n.join)).unwrap())
             .collect();
@@ -1740,6 +1778,54 @@ mod tests {
         let expected: Vec<(String, bool)> =
             expected.iter().map(|(n, j)| (n.to_string(), *j)).collect();
         assert_eq!(told, expected);
+    }
+
+    /// A connection whose client reads slower than presence changes gets
+    /// no notices while it is behind, then all of them at once, coalesced:
+    /// the 25 people who came and went meanwhile cost it nothing.
+    #[test]
+    fn a_connection_behind_gets_presence_when_it_catches_up() {
+        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
+        hub.start_fan_out().unwrap();
+        let (outbox, mut alice) = connection();
+        hub.join(&session("alice"), outbox.clone(), None, false);
+        for kind in ["welcome", "history", "offline"] {
+            assert_eq!(next_frame(&mut alice)["type"], kind);
+        }
+        // alice stops reading; big frames fill her socket, then her queue.
+        let text = "x".repeat(60_000);
+        let big = ClientError::new(ErrorCode::BadRequest, text.as_str()).encode();
+        let mut filled = 0;
+        while !outbox.is_behind() {
+            outbox.push(std::slice::from_ref(&big)).unwrap();
+            filled += 1;
+            assert!(filled < 1000, "a loopback socket holds less than 60 MB");
+        }
+        for i in 0..50 {
+            hub.relay_presence("server-2", &format!("r{i:02}"), vec!["s".into()], false);
+            if i % 2 == 0 {
+                hub.relay_presence("server-2", &format!("r{i:02}"), vec![], false);
+            }
+        }
+        hub.relay_presence("server-2", "zz", vec!["s".into()], false);
+
+        let (mut joined, mut left) = (Vec::new(), Vec::new());
+        loop {
+            let frame = next_frame(&mut alice);
+            let name = frame["name"].as_str().unwrap_or_default().to_string();
+            match frame["type"].as_str() {
+                Some("join") if name == "zz" => break,
+                Some("join") => joined.push(name),
+                Some("leave") => left.push(name),
+                _ => {}
+            }
+        }
+        let odd: Vec<String> = (0..50)
+            .filter(|i| i % 2 == 1)
+            .map(|i| format!("r{i:02}"))
+            .collect();
+        assert_eq!(joined, odd, "only those still online, in order");
+        assert!(left.is_empty(), "nobody she saw left: {left:?}");
     }
 
     /// Another server's presence: a snapshot read *before* an event does

@@ -19,16 +19,15 @@
 //! `push` says [`Full`] and the hub drops it. Presence notices (`join`,
 //! `leave`) do not count: under a storm of people joining, a client still
 //! reading its `welcome` may be thousands of notices behind without being
-//! at fault. They cannot pile up either: a queued `join` is cancelled by the
-//! same name's `leave` (the contract lets a recipient get neither), so at
-//! most two notices per name wait. A pump whose write blocks for
+//! at fault. They cannot pile up either: the hub gives no more notices to
+//! an outbox that is behind ([`Outbox::is_behind`]) until it has caught up. A pump whose write blocks for
 //! [`WRITE_WAIT`] gives up on a stalled peer and shuts the socket. Once a
 //! close frame has gone in, the outbox takes nothing more (RFC 6455: nothing
 //! may follow the close frame).
 
 use crate::protocol::Encoded;
 use log::debug;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -64,16 +63,9 @@ struct Shared {
 struct State {
     /// Frames the socket could not take yet, oldest first.
     queue: VecDeque<Encoded>,
-    /// How many of `queue` are presence notices (cancelled ones too): the
-    /// rest count toward [`OUTBOX_LEN`].
+    /// How many of `queue` are presence notices: the rest count toward
+    /// [`OUTBOX_LEN`].
     notices: usize,
-    /// Frames ever taken off the queue (sent, or handed to the write pump):
-    /// `taken + i` names `queue[i]` for as long as it waits.
-    taken: u64,
-    /// The `join` notices waiting, by name -> position (`taken + i`): the
-    /// name's `leave` cancels its `join`. Empty (no allocation) unless the
-    /// client is behind.
-    joins: HashMap<String, u64>,
     /// The first queued frame may have been partly sent: skip this many bytes.
     sent_of_first: usize,
     /// A write pump is sending the queue: nobody else writes.
@@ -87,25 +79,8 @@ struct State {
 }
 
 impl State {
-    /// Queues one frame; a `leave` whose `join` still waits cancels it
-    /// instead (unless the client already has part of that `join`).
     fn enqueue(&mut self, frame: &Encoded) {
-        if let Some(notice) = frame.notice() {
-            if !notice.join
-                && let Some(at) = self.joins.remove(&notice.name)
-                // Past the queue's front (already taken): too late.
-                && let i = at.wrapping_sub(self.taken) as usize
-                && (i > 0 || self.sent_of_first == 0)
-                && let Some(join) = self.queue.get_mut(i)
-                && join.notice().is_some_and(|n| n.join && n.name == notice.name)
-            {
-                *join = join.cancelled();
-                return;
-            }
-            if notice.join {
-                let at = self.taken.wrapping_add(self.queue.len() as u64);
-                self.joins.insert(notice.name.clone(), at);
-            }
+        if frame.notice().is_some() {
             self.notices += 1;
         }
         self.queue.push_back(frame.clone());
@@ -115,10 +90,9 @@ impl State {
     fn take(&mut self, n: usize) -> Vec<Encoded> {
         let n = n.min(self.queue.len());
         let taken: Vec<Encoded> = self.queue.drain(..n).collect();
-        self.taken = self.taken.wrapping_add(n as u64);
         self.notices -= taken.iter().filter(|f| f.notice().is_some()).count();
-        if self.queue.is_empty() {
-            self.joins = HashMap::new(); // give its memory back
+        if self.queue.is_empty() && self.queue.capacity() > BATCH_FRAMES {
+            self.queue = VecDeque::new(); // a storm's worth: give it back
         }
         taken
     }
@@ -215,8 +189,6 @@ impl Outbox {
         let mut state = crate::lock(&self.shared.state);
         if !state.sealed {
             for frame in frames.iter().rev() {
-                // Every position moves up by one; `taken` stands for that.
-                state.taken = state.taken.wrapping_sub(1);
                 state.queue.push_front(frame.clone());
             }
         }
@@ -281,6 +253,14 @@ impl Outbox {
     /// shutdown) still go out.
     pub fn hang_up(&self) {
         let _ = self.shared.socket.shutdown(Shutdown::Read);
+    }
+
+    /// Whether frames are waiting (the client reads slower than it is
+    /// sent to), or the outbox is still held: the hub then holds back
+    /// presence notices.
+    pub fn is_behind(&self) -> bool {
+        let state = crate::lock(&self.shared.state);
+        !state.queue.is_empty() || state.pumping || state.held
     }
 
     /// The connection's identity (its uuid).
@@ -420,49 +400,28 @@ mod tests {
         outbox.kick();
     }
 
-    /// Presence notices do not fill an outbox (a storm of joins must not
-    /// drop a client still reading its welcome), and a queued `join`
-    /// cancelled by its `leave` leaves neither: the queue stays bounded.
+    /// Presence notices do not fill an outbox: a storm of joins must not
+    /// drop a client still reading its welcome.
     #[test]
-    fn notices_do_not_count_and_cancel_out() {
+    fn notices_do_not_count() {
         use crate::protocol::encode_notice;
-        use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let outbox = Outbox::new_held(Uuid::new_v4(), Arc::new(socket));
-        // Held: nothing is sent, everything queues.
+        assert!(outbox.is_behind(), "held");
         for i in 0..3 * OUTBOX_LEN {
             let join = encode_notice(&format!("user{i}"), true, false, 1);
             outbox.push(&[join]).expect("notices never make it full");
         }
-        for i in 1..3 * OUTBOX_LEN {
-            let leave = encode_notice(&format!("user{i}"), false, false, 2);
-            outbox.push(&[leave]).unwrap();
-        }
-        assert_eq!(
-            crate::lock(&outbox.shared.state).queue.len(),
-            3 * OUTBOX_LEN
-        );
         let message = frame(b"m");
         for _ in 0..OUTBOX_LEN {
             outbox.push(std::slice::from_ref(&message)).unwrap();
         }
         assert!(
             outbox.push(std::slice::from_ref(&message)).is_err(),
-            "messages still do"
+            "messages do"
         );
-
-        // What arrives: user0's join, then the messages; the rest cancelled.
-        let expected = [
-            encode_notice("user0", true, false, 1).bytes().to_vec(),
-            vec![b'm'; OUTBOX_LEN],
-        ]
-        .concat();
-        outbox.release();
-        let mut got = vec![0u8; expected.len()];
-        client.read_exact(&mut got).unwrap();
-        assert_eq!(got, expected);
         outbox.kick();
     }
 

@@ -278,8 +278,8 @@ pub struct Encoded {
     /// The rest of the frame before it, not a frame of its own: a long
     /// frame may be sent in pieces, one of them shared (see [`encode_welcome`]).
     piece: bool,
-    /// Set on `join` and `leave` notices only: an outbox that is behind
-    /// coalesces them, and they do not count toward its limit (`outbox.rs`).
+    /// Set on `join` and `leave` notices only: the hub coalesces them, and
+    /// they do not count toward an outbox's limit (`outbox.rs`).
     notice: Option<Arc<Notice>>,
 }
 
@@ -312,16 +312,6 @@ impl Encoded {
     /// The presence it tells, for a `join` or `leave` notice.
     pub fn notice(&self) -> Option<&Notice> {
         self.notice.as_deref()
-    }
-
-    /// This notice, cancelled: nothing to write, still a notice (for the
-    /// outbox's count).
-    pub fn cancelled(&self) -> Encoded {
-        Encoded {
-            bytes: Arc::from([]),
-            piece: false,
-            notice: self.notice.clone(),
-        }
     }
 }
 
