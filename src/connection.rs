@@ -43,10 +43,12 @@ use tungstenite::{Message, WebSocket};
 /// A connection with no whole frame (pongs count) for this many heartbeats
 /// is closed: pinged after one, so closed 2 to 3 heartbeats after its last.
 const SILENT_HEARTBEATS: u32 = 2;
-/// tungstenite allocates its read buffer eagerly for every connection; its
-/// 128 KiB default would cost 1.25 GiB at 10,000 connections. Chat frames are
-/// small; a large one just takes a few more reads.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// tungstenite allocates its read buffer eagerly for every connection, and
+/// zeroes all of it before its first read (so it is resident at once): its
+/// 128 KiB default would cost 1.25 GiB at 10,000 connections, and 4 KiB was
+/// a quarter of an idle connection's memory. A chat frame is a few hundred
+/// bytes; a large one just takes a few more reads.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// `GET /ws`: checks the request, answers `101`, and runs the connection on
 /// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
@@ -197,7 +199,7 @@ impl Write for ReadHalf {
     /// sent (or queued) as one unit.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.outbox
-            .push(&[Encoded(buf.into())])
+            .push(&[Encoded::from_bytes(buf)])
             .map_err(io::Error::other)?;
         Ok(buf.len())
     }
@@ -284,7 +286,8 @@ fn run(
         hub,
         id: outbox.id(),
     };
-    outbox.release(); // welcome, history, offline: first, then anything else
+    // No `release` here: the fan-out thread sends the welcome first, then
+    // releases the outbox (`Work::Welcome` in hub.rs).
     info!("{peer} {:?} connected", session.name);
     let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
     drop(registration);

@@ -32,6 +32,7 @@ use crate::outbox::{OUTBOX_LEN, Outbox};
 use crate::protocol::{
     AnyMessage, ClientError, ClientFrame, Encoded, ErrorCode, Event, FileRef, HostAction, Mode,
     Muted, PollAnswer, PrivateMessage, RoomMessage, ServerFrame, encode, encode_close,
+    encode_notice, encode_welcome,
 };
 use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
@@ -91,6 +92,14 @@ pub enum Work {
     /// [`Hub::prepare`] decides who gets it, and sends the sender's copy
     /// (as JSON) to `Reply` when there is one (`POST /say` waits for it).
     Store(Write, Option<Reply>),
+    /// A `join` or `leave` notice, numbered in the order decided (see
+    /// `Room::notices`). Who gets it is decided by the fan-out thread, once
+    /// per batch ([`Room::tell_presence`]).
+    Notice(u64, Encoded),
+    /// A newcomer (by id) waiting for its `welcome`. The fan-out thread
+    /// makes the welcomes of a whole batch of newcomers at once: who is
+    /// online is encoded once for all of them, not once per join.
+    Welcome(Uuid),
 }
 
 /// Where a `POST /say` waits for its sender's copy.
@@ -116,6 +125,10 @@ struct Client {
     /// Opened with the host cookie (see the Host section of the contract).
     host: bool,
     outbox: Outbox,
+    /// The number of the last presence notice it was given (or that its
+    /// `welcome` includes): it gets those numbered above. `None` until the
+    /// fan-out thread has made its welcome: no notice before that.
+    since: Option<u64>,
 }
 
 /// A name online on another server.
@@ -171,6 +184,27 @@ struct Room {
     last_private: HashMap<String, u64>,
     /// Shutting down: held polls answer at once.
     stopping: bool,
+    /// Presence notices decided so far: the number of the last one.
+    notices: u64,
+    /// The notices some welcomed connection has not been given yet, oldest
+    /// first: one copy for everyone (see [`Room::tell_presence`]).
+    presence: VecDeque<(u64, Encoded)>,
+    /// Held long polls asleep, by ticket: each has its own condvar, woken
+    /// only when a delivery is for it ([`Room::wake_polls`]).
+    sleeping: HashMap<u64, SleepingPoll>,
+    /// The ticket of the last poll that went to sleep.
+    tickets: u64,
+}
+
+/// A held long poll asleep (see [`Hub::poll`]): what it waits for, and how
+/// to wake it. Its own condvar (with the hub lock), not one shared by all:
+/// with 500 polls held, a shared one woke 500 threads on every delivery,
+/// each to take the hub lock and go back to sleep.
+struct SleepingPoll {
+    name: String,
+    /// It wants a message with a higher seq than this.
+    since: u64,
+    wake: Arc<Condvar>,
 }
 
 impl Hub {
@@ -223,15 +257,15 @@ impl Hub {
     fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
         let mut writes: Vec<Write> = Vec::new();
         let mut replies: Vec<Option<Reply>> = Vec::new();
-        let mut order: Vec<Option<Delivery>> = Vec::with_capacity(batch.len());
+        let mut order: Vec<Work> = Vec::with_capacity(batch.len());
         for work in batch {
             match work {
-                Work::Deliver(delivery) => order.push(Some(delivery)),
                 Work::Store(write, reply) => {
                     writes.push(write);
                     replies.push(reply);
-                    order.push(None);
+                    order.push(Work::Store(Write::Clear, None)); // its place: the write is in `writes`
                 }
+                other => order.push(other),
             }
         }
         if !writes.is_empty() {
@@ -242,8 +276,25 @@ impl Hub {
         let mut room = self.lock();
         let mut deliveries = Vec::with_capacity(order.len());
         let mut stored = writes.into_iter().zip(frames).zip(replies);
+        // Consecutive presence notices, sent together (in their place in
+        // the batch's order), and the newcomers to welcome.
+        let mut notices: Vec<(u64, Encoded)> = Vec::new();
+        let mut newcomers: Vec<Uuid> = Vec::new();
         for slot in order {
-            if let Some(delivery) = slot {
+            match slot {
+                Work::Notice(number, frame) => {
+                    notices.push((number, frame));
+                    continue;
+                }
+                Work::Welcome(id) => {
+                    newcomers.push(id);
+                    continue;
+                }
+                _ => {
+                    room.tell_presence(&mut notices, &mut deliveries);
+                }
+            }
+            if let Work::Deliver(delivery) = slot {
                 deliveries.push(delivery);
                 continue;
             }
@@ -299,10 +350,22 @@ impl Hub {
                 (Write::Inbox(_), _) | (Write::Room(_) | Write::Private { .. }, None) => {}
             }
         }
+        // Always, even with no new notice: connections that were behind
+        // may have caught up (the fan-out thread comes back for them).
+        if room.tell_presence(&mut notices, &mut deliveries) {
+            self.fan_out.come_back();
+        }
+        let welcomed = room.welcome(&newcomers);
+        room.wake_polls();
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
         self.stored.notify_all();
+        // Their welcome is first in their queues now: send it, and what
+        // their join queued behind it (outside the lock: this is I/O).
+        for outbox in welcomed {
+            outbox.release();
+        }
         deliveries
     }
 
@@ -351,10 +414,11 @@ impl Hub {
     }
 
     /// Registers a new connection (by its outbox's id) and queues its first
-    /// frames: `welcome`, `history`, `offline`, in its outbox, which must be
-    /// held (the caller releases it). With `after` (the last seq the client
-    /// saw), the history holds only what came later. Tells everyone else
-    /// when the name comes online.
+    /// frames in its outbox, which must be held: `history` and `offline`
+    /// now, and the fan-out thread puts the `welcome` before them and
+    /// releases the outbox (see [`Work::Welcome`]). With `after` (the last
+    /// seq the client saw), the history holds only what came later. Tells
+    /// everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>, host: bool) {
         let id = outbox.id();
         let name = session.name.as_str();
@@ -372,27 +436,9 @@ impl Hub {
                 session_id: session.id.clone(),
                 host,
                 outbox: outbox.clone(),
+                since: None,
             };
             room.clients.insert(id, client);
-            let now = now_ms();
-            let muted: Vec<Muted> = room
-                .mutes
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(name, until)| Muted {
-                    name,
-                    until: *until,
-                })
-                .collect();
-            let welcome = encode(&ServerFrame::Welcome {
-                name,
-                users: room.everyone(),
-                hosts: room.hosts(),
-                host,
-                mode: room.mode,
-                banned: host.then(|| room.banned.iter().map(String::as_str).collect()),
-                muted: host.then_some(muted),
-            });
             // Private messages not delivered yet reach this connection live.
             let private: Vec<&PrivateMessage> = conversation
                 .iter()
@@ -412,7 +458,8 @@ impl Hub {
                 })
             };
             let offline = encode(&ServerFrame::Offline { messages: &offline });
-            outbox.queue_held(&[welcome, history, offline]); // sent on release
+            outbox.queue_held(&[history, offline]); // the welcome goes first
+            out.push(Work::Welcome(id));
             room.announce(name, was_online, out);
             self.publish(room.presence_event(name));
             room.inbox_waits.get(name).copied()
@@ -699,14 +746,21 @@ impl Hub {
                 break serde_json::to_string(&answer).expect("poll answers serialize");
             }
             // Nothing yet: sleep until something for this name is delivered
-            // (or the end). Every delivery wakes every held poll, but the
-            // check is this closure, under the lock, with no store read:
-            // a poll goes back to sleep for a message that is not its.
-            drop(crate::wait_until(&self.stored, room, deadline, |room| {
-                room.stopping
-                    || room.history.back().is_some_and(|m| m.seq > since)
-                    || room.last_private.get(name).is_some_and(|seq| *seq > since)
-            }));
+            // (or the end). The hub wakes this poll only (`wake_polls`).
+            let mut room = room;
+            room.tickets += 1;
+            let ticket = room.tickets;
+            let wake = Arc::new(Condvar::new());
+            let sleeping = SleepingPoll {
+                name: name.to_string(),
+                since,
+                wake: wake.clone(),
+            };
+            room.sleeping.insert(ticket, sleeping);
+            let mut room = crate::wait_until(&wake, room, deadline, |room| {
+                room.stopping || room.news_for(name, since)
+            });
+            room.sleeping.remove(&ticket);
         };
         // What waited in the inbox has been returned now.
         self.store.take_inbox(name);
@@ -748,8 +802,9 @@ impl Hub {
 
     /// At shutdown: every held poll answers now.
     pub fn stop_polls(&self) {
-        self.lock().stopping = true;
-        self.stored.notify_all();
+        let mut room = self.lock();
+        room.stopping = true;
+        room.wake_polls();
     }
 
     /// A room message said on another server: shown here, kept in the
@@ -760,8 +815,8 @@ impl Hub {
             out.extend(room.delivery(&frame, |_, _| true).map(Work::Deliver));
             room.delivered = room.delivered.max(message.seq);
             room.remember(message);
+            room.wake_polls();
         });
-        self.stored.notify_all(); // for held polls
     }
 
     /// A private message sent on another server (and stored there): to the
@@ -782,8 +837,8 @@ impl Hub {
             if !inboxed && !room.is_online(&message.to) {
                 out.push(Work::Store(Write::Inbox(message.clone()), None));
             }
+            room.wake_polls();
         });
-        self.stored.notify_all(); // for held polls
     }
 
     /// A room message deleted on another server (which changed the store).
@@ -1161,6 +1216,23 @@ impl Room {
         out.extend(self.delivery(&frame, recipients).map(Work::Deliver));
     }
 
+    /// Whether a message for `name` with a seq above `since` was delivered
+    /// (a room message, or a private one to or from it): asked under the
+    /// lock, with no store read, by held polls.
+    fn news_for(&self, name: &str, since: u64) -> bool {
+        self.history.back().is_some_and(|m| m.seq > since)
+            || self.last_private.get(name).is_some_and(|seq| *seq > since)
+    }
+
+    /// Wakes the held polls that have something now (all, when stopping).
+    fn wake_polls(&self) {
+        for poll in self.sleeping.values() {
+            if self.stopping || self.news_for(&poll.name, poll.since) {
+                poll.wake.notify_one();
+            }
+        }
+    }
+
     /// Notes a private message delivered, for held polls of its two names
     /// (only names being polled: the map stays as small as the pollers).
     fn note_private(&mut self, message: &PrivateMessage) {
@@ -1252,23 +1324,130 @@ impl Room {
     /// After a change concerning `name`: sends `join` if it has just come
     /// online (anywhere), to every connection but its own; `leave` if it has
     /// just gone offline everywhere.
-    fn announce(&self, name: &str, was_online: bool, out: &mut Vec<Work>) {
+    ///
+    /// Only numbered here (no recipients are listed under the lock: that
+    /// cost grew with everyone online, for every join of a storm); the
+    /// fan-out thread decides who gets it, once per batch. A name's own
+    /// connections never get its `join`: they are welcomed after it.
+    fn announce(&mut self, name: &str, was_online: bool, out: &mut Vec<Work>) {
         let ts = now_ms();
-        match (was_online, self.is_online(name)) {
+        let frame = match (was_online, self.is_online(name)) {
             (false, true) => {
                 info!("{name:?} is online");
-                let host = self.is_host(name);
-                let frame = encode(&ServerFrame::Join { name, ts, host });
-                let others = |_: &Uuid, client: &Client| client.name != name;
-                out.extend(self.delivery(&frame, others).map(Work::Deliver));
+                encode_notice(name, true, self.is_host(name), ts)
             }
             (true, false) => {
                 info!("{name:?} is offline");
-                let frame = encode(&ServerFrame::Leave { name, ts });
-                out.extend(self.delivery(&frame, |_, _| true).map(Work::Deliver));
+                encode_notice(name, false, false, ts)
             }
-            _ => {}
+            _ => return,
+        };
+        self.notices += 1;
+        out.push(Work::Notice(self.notices, frame));
+    }
+
+    /// Adds `run` (new notices, taken) to the presence log and decides who
+    /// gets what: each welcomed connection the notices after its `since`,
+    /// coalesced ([`coalesce`]), in one delivery per distinct `since`.
+    /// Returns whether a connection was left out for being behind.
+    ///
+    /// A connection with frames still queued (its client reads slower than
+    /// a storm of joins comes) gets no more notices until it has caught up:
+    /// it keeps only its `since`, the log keeps one copy of the notices for
+    /// everyone, and once it is ready it gets them all at once, coalesced.
+    /// So a client behind costs a number, not a queue of notices growing
+    /// with the room, and its messages do not wait behind them.
+    fn tell_presence(
+        &mut self,
+        run: &mut Vec<(u64, Encoded)>,
+        deliveries: &mut Vec<Delivery>,
+    ) -> bool {
+        self.presence.extend(run.drain(..));
+        let Some(&(last, _)) = self.presence.back() else {
+            return false;
+        };
+        let mut from: BTreeMap<u64, Vec<Outbox>> = BTreeMap::new();
+        let mut behind = false;
+        let mut oldest = last; // the lowest `since` left: the log keeps what is after it
+        for client in self.clients.values_mut() {
+            let Some(since) = client.since.filter(|since| *since < last) else {
+                continue;
+            };
+            if client.outbox.is_behind() {
+                behind = true;
+                oldest = oldest.min(since);
+                continue;
+            }
+            from.entry(since).or_default().push(client.outbox.clone());
+            client.since = Some(last);
         }
+        for (since, to) in from {
+            let first = self
+                .presence
+                .partition_point(|(number, _)| *number <= since);
+            let frames = coalesce(self.presence.range(first..));
+            if !frames.is_empty() {
+                deliveries.push(Delivery { frames, to });
+            }
+        }
+        while self
+            .presence
+            .front()
+            .is_some_and(|(number, _)| *number <= oldest)
+        {
+            self.presence.pop_front();
+        }
+        behind
+    }
+
+    /// Makes the `welcome` of each newcomer of a batch and queues it first
+    /// in its (held) outbox; returns those outboxes, to be released. Who is
+    /// online is encoded once for the whole batch.
+    fn welcome(&mut self, newcomers: &[Uuid]) -> Vec<Outbox> {
+        if newcomers.is_empty() {
+            return Vec::new();
+        }
+        let users: Arc<[u8]> = serde_json::to_vec(&self.everyone())
+            .expect("names serialize")
+            .into();
+        let hosts = self.hosts();
+        let now = now_ms();
+        let muted: Vec<Muted> = self
+            .mutes
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(name, until)| Muted {
+                name,
+                until: *until,
+            })
+            .collect();
+        let banned: Vec<&str> = self.banned.iter().map(String::as_str).collect();
+        let mut welcomed = Vec::with_capacity(newcomers.len());
+        for id in newcomers {
+            let Some(client) = self.clients.get(id) else {
+                continue; // gone already
+            };
+            let welcome = ServerFrame::Welcome {
+                name: &client.name,
+                users: [],
+                hosts: hosts.clone(),
+                host: client.host,
+                mode: self.mode,
+                banned: client.host.then(|| banned.clone()),
+                muted: client.host.then(|| muted.clone()),
+            };
+            client
+                .outbox
+                .queue_first_held(&encode_welcome(&welcome, &users));
+            welcomed.push(client.outbox.clone());
+        }
+        let since = self.notices;
+        for id in newcomers {
+            if let Some(client) = self.clients.get_mut(id) {
+                client.since = Some(since);
+            }
+        }
+        welcomed
     }
 
     /// Decides that `frame` goes to every client `to` selects (none: no
@@ -1281,7 +1460,7 @@ impl Room {
             .map(|(_, c)| c.outbox.clone())
             .collect();
         (!to.is_empty()).then(|| Delivery {
-            frame: frame.clone(),
+            frames: vec![frame.clone()],
             to,
         })
     }
@@ -1328,6 +1507,35 @@ impl Room {
         }
         self.announce(name, true, out);
     }
+}
+
+/// The notices of `run` that a connection must get, in their order: a name
+/// that joined and left again within the run gets neither (the contract
+/// allows it), so churn costs nothing; a name that left and came back gets
+/// both; otherwise its last notice says where it ends.
+fn coalesce<'a>(run: impl Iterator<Item = &'a (u64, Encoded)> + Clone) -> Vec<Encoded> {
+    let run: Vec<&Encoded> = run.map(|(_, frame)| frame).collect();
+    let is_join = |i: usize| run[i].notice().is_some_and(|n| n.join);
+    // Each name's first and last notice in the run (by index).
+    let mut by_name: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, frame) in run.iter().enumerate() {
+        let name = frame.notice().map_or("", |n| n.name.as_str());
+        by_name
+            .entry(name)
+            .and_modify(|(_, last)| *last = i)
+            .or_insert((i, i));
+    }
+    let mut keep: Vec<usize> = Vec::with_capacity(by_name.len());
+    for (first, last) in by_name.into_values() {
+        let (online_before, online_after) = (!is_join(first), is_join(last));
+        match (online_before, online_after) {
+            (false, false) => {}
+            (true, true) => keep.extend([first, last]),
+            _ => keep.push(last),
+        }
+    }
+    keep.sort_unstable();
+    keep.into_iter().map(|i| run[i].clone()).collect()
 }
 
 /// The frame of a stored room or private message (others have none).
@@ -1505,7 +1713,6 @@ mod tests {
         hub.start_fan_out().unwrap();
         let (alice_outbox, mut alice) = connection();
         hub.join(&session("alice"), alice_outbox.clone(), None, false);
-        alice_outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
         }
@@ -1521,7 +1728,6 @@ mod tests {
             .unwrap(); // ... bob is offline: inboxed
         go_tx.send(()).unwrap();
         joining.join().unwrap();
-        bob_outbox.release();
 
         assert_eq!(next_frame(&mut bob)["type"], "welcome");
         assert_eq!(next_frame(&mut bob)["type"], "history");
@@ -1537,6 +1743,91 @@ mod tests {
         assert!(hub.store().take_inbox("bob").is_empty());
     }
 
+    /// A burst of presence: joined-and-left-again gives nothing, left and
+    /// came back gives both, otherwise the last word; always in order.
+    #[test]
+    fn presence_notices_coalesce() {
+        use crate::protocol::encode_notice;
+        let notice = |name: &str, join: bool| encode_notice(name, join, false, 1);
+        let run: Vec<(u64, Encoded)> = [
+            ("ann", true),
+            ("bob", false),
+            ("ann", false),
+            ("cid", true),
+            ("bob", true),
+            ("dan", false),
+            ("ann", true),
+            ("eve", true),
+            ("eve", false),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, join))| (i as u64 + 1, notice(name, *join)))
+        .collect();
+        let told: Vec<(String, bool)> = coalesce(run.iter())
+            .iter()
+            .map(|f| f.notice().map(|n| (n.name.clone(), n.join)).unwrap())
+            .collect();
+        let expected = [
+            ("bob", false),
+            ("cid", true),
+            ("bob", true),
+            ("dan", false),
+            ("ann", true),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(n, j)| (n.to_string(), *j)).collect();
+        assert_eq!(told, expected);
+    }
+
+    /// A connection whose client reads slower than presence changes gets
+    /// no notices while it is behind, then all of them at once, coalesced:
+    /// the 25 people who came and went meanwhile cost it nothing.
+    #[test]
+    fn a_connection_behind_gets_presence_when_it_catches_up() {
+        let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
+        hub.start_fan_out().unwrap();
+        let (outbox, mut alice) = connection();
+        hub.join(&session("alice"), outbox.clone(), None, false);
+        for kind in ["welcome", "history", "offline"] {
+            assert_eq!(next_frame(&mut alice)["type"], kind);
+        }
+        // alice stops reading; big frames fill her socket, then her queue.
+        let text = "x".repeat(60_000);
+        let big = ClientError::new(ErrorCode::BadRequest, text.as_str()).encode();
+        let mut filled = 0;
+        while !outbox.is_behind() {
+            outbox.push(std::slice::from_ref(&big)).unwrap();
+            filled += 1;
+            assert!(filled < 1000, "a loopback socket holds less than 60 MB");
+        }
+        for i in 0..50 {
+            hub.relay_presence("server-2", &format!("r{i:02}"), vec!["s".into()], false);
+            if i % 2 == 0 {
+                hub.relay_presence("server-2", &format!("r{i:02}"), vec![], false);
+            }
+        }
+        hub.relay_presence("server-2", "zz", vec!["s".into()], false);
+
+        let (mut joined, mut left) = (Vec::new(), Vec::new());
+        loop {
+            let frame = next_frame(&mut alice);
+            let name = frame["name"].as_str().unwrap_or_default().to_string();
+            match frame["type"].as_str() {
+                Some("join") if name == "zz" => break,
+                Some("join") => joined.push(name),
+                Some("leave") => left.push(name),
+                _ => {}
+            }
+        }
+        let odd: Vec<String> = (0..50)
+            .filter(|i| i % 2 == 1)
+            .map(|i| format!("r{i:02}"))
+            .collect();
+        assert_eq!(joined, odd, "only those still online, in order");
+        assert!(left.is_empty(), "nobody she saw left: {left:?}");
+    }
+
     /// Another server's presence: a snapshot read *before* an event does
     /// not undo it (the newer event wins); a server missing from a later
     /// snapshot has stopped, and its users leave.
@@ -1546,7 +1837,6 @@ mod tests {
         hub.start_fan_out().unwrap();
         let (outbox, mut alice) = connection();
         hub.join(&session("alice"), outbox.clone(), None, false);
-        outbox.release();
         for kind in ["welcome", "history", "offline"] {
             assert_eq!(next_frame(&mut alice)["type"], kind);
         }

@@ -73,6 +73,13 @@
 //! So the sender's copy goes out only once the message is stored, and a
 //! busy room costs one store round trip per batch, not per message.
 //!
+//! Presence takes the same road, lighter: under the hub lock a `join` or
+//! `leave` is only numbered (`Work::Notice`) and a newcomer only queued for
+//! its `welcome` (`Work::Welcome`); the fan-out thread decides once per
+//! batch who gets which notices (coalesced) and makes the batch's welcomes
+//! with who-is-online encoded once. So a class arriving at once costs the
+//! hub lock little per join, and each connection one push per batch.
+//!
 //! A private message takes the same path, to the connections of its sender
 //! and recipient (or into the recipient's inbox in the store). With several
 //! servers, the hub also hands the message to its [`hub::EventSink`]; the
@@ -93,7 +100,7 @@
 //! | # | lock | guards | taken by |
 //! |---|------|--------|----------|
 //! | 1 | `store::redis` `Shared::in_flight` (Redis I/O under it) | that a pending inbox message is either pending or already in Redis, never in between | `redis-writer` while it writes a batch (taken before it reads `pending`); `take_inbox` (a joining read pump), holding no other lock |
-//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored` | the registry, pollers, who is online here and elsewhere, the room history, the mode, mutes and bans, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), `pollers`, the HTTP threads (polls, counts); a joining read pump waits on `stored` for a private message to it being stored, a held long poll for the next delivery |
+//! | 2 | `hub::Hub::room` (the hub lock) + condvar `stored`, and one condvar per held long poll | the registry, pollers, who is online here and elsewhere, the room history, the mode, mutes and bans, what was accepted and stored | read pumps (join, leave, say), `fan-out` (storing done, dropping slow clients), `cluster-sub`, `cluster-pub` (presence), `pollers`, the HTTP threads (polls, counts); a joining read pump waits on `stored` for a private message to it being stored; a held long poll on its own condvar, which the hub signals only when a delivery is for it |
 //! | 3 | `fanout::FanOut::queue` + condvar `ready` | work accepted, not yet stored and sent | the hub (under 2) appends; `fan-out` takes the whole queue |
 //! | 3 | `cluster::Outgoing::queue` + condvar `wake` | events for the other servers | the hub (under 2) appends; `cluster-pub` takes them; `shutdown` waits on it |
 //! | 3 | `store::memory::MemoryStore::inner` | sessions, claims, inboxes, conversations, moderation, files | `fan-out` (the commit), read pumps and HTTP threads (reads, sessions), never under the hub lock |

@@ -16,7 +16,11 @@
 //! thread per connection: `docs/DESIGN.md`.)
 //!
 //! A client with more than [`OUTBOX_LEN`] frames waiting has stopped reading:
-//! `push` says [`Full`] and the hub drops it. A pump whose write blocks for
+//! `push` says [`Full`] and the hub drops it. Presence notices (`join`,
+//! `leave`) do not count: under a storm of people joining, a client still
+//! reading its `welcome` may be thousands of notices behind without being
+//! at fault. They cannot pile up either: the hub gives no more notices to
+//! an outbox that is behind ([`Outbox::is_behind`]) until it has caught up. A pump whose write blocks for
 //! [`WRITE_WAIT`] gives up on a stalled peer and shuts the socket. Once a
 //! close frame has gone in, the outbox takes nothing more (RFC 6455: nothing
 //! may follow the close frame).
@@ -59,6 +63,9 @@ struct Shared {
 struct State {
     /// Frames the socket could not take yet, oldest first.
     queue: VecDeque<Encoded>,
+    /// How many of `queue` are presence notices: the rest count toward
+    /// [`OUTBOX_LEN`].
+    notices: usize,
     /// The first queued frame may have been partly sent: skip this many bytes.
     sent_of_first: usize,
     /// A write pump is sending the queue: nobody else writes.
@@ -69,6 +76,26 @@ struct State {
     closed: bool,
     /// A close frame went in: take nothing more (but send what is queued).
     sealed: bool,
+}
+
+impl State {
+    fn enqueue(&mut self, frame: &Encoded) {
+        if frame.notice().is_some() {
+            self.notices += 1;
+        }
+        self.queue.push_back(frame.clone());
+    }
+
+    /// Takes up to `n` frames off the front of the queue.
+    fn take(&mut self, n: usize) -> Vec<Encoded> {
+        let n = n.min(self.queue.len());
+        let taken: Vec<Encoded> = self.queue.drain(..n).collect();
+        self.notices -= taken.iter().filter(|f| f.notice().is_some()).count();
+        if self.queue.is_empty() && self.queue.capacity() > BATCH_FRAMES {
+            self.queue = VecDeque::new(); // a storm's worth: give it back
+        }
+        taken
+    }
 }
 
 /// The outbox holds [`OUTBOX_LEN`] frames already: its client is not reading.
@@ -131,10 +158,13 @@ impl Outbox {
         if rest.is_empty() {
             return Ok(());
         }
-        if state.queue.len() + rest.len() > OUTBOX_LEN {
+        let messages = rest.iter().filter(|f| f.notice().is_none()).count();
+        if state.queue.len() - state.notices + messages > OUTBOX_LEN {
             return Err(Full);
         }
-        state.queue.extend(rest.iter().cloned());
+        for frame in rest {
+            state.enqueue(frame);
+        }
         if !state.held {
             self.start_pump(state);
         }
@@ -146,7 +176,21 @@ impl Outbox {
     pub fn queue_held(&self, frames: &[Encoded]) {
         let mut state = crate::lock(&self.shared.state);
         if !state.sealed {
-            state.queue.extend(frames.iter().cloned());
+            for frame in frames {
+                state.enqueue(frame);
+            }
+        }
+    }
+
+    /// Queues frames ahead of everything else, without sending: for the
+    /// fan-out thread, to put a newcomer's `welcome` before the frames its
+    /// join queued (the outbox is still held; [`Outbox::release`] follows).
+    pub fn queue_first_held(&self, frames: &[Encoded]) {
+        let mut state = crate::lock(&self.shared.state);
+        if !state.sealed {
+            for frame in frames.iter().rev() {
+                state.queue.push_front(frame.clone());
+            }
         }
     }
 
@@ -155,7 +199,7 @@ impl Outbox {
     pub fn release(&self) {
         let mut state = crate::lock(&self.shared.state);
         state.held = false;
-        let waiting: Vec<Encoded> = state.queue.drain(..).collect();
+        let waiting: Vec<Encoded> = state.take(usize::MAX);
         if self.send_or_queue(&mut state, &waiting).is_err() {
             // More than OUTBOX_LEN frames before the client read a byte.
             drop(state);
@@ -209,6 +253,14 @@ impl Outbox {
     /// shutdown) still go out.
     pub fn hang_up(&self) {
         let _ = self.shared.socket.shutdown(Shutdown::Read);
+    }
+
+    /// Whether frames are waiting (the client reads slower than it is
+    /// sent to), or the outbox is still held: the hub then holds back
+    /// presence notices.
+    pub fn is_behind(&self) -> bool {
+        let state = crate::lock(&self.shared.state);
+        !state.queue.is_empty() || state.pumping || state.held
     }
 
     /// The connection's identity (its uuid).
@@ -271,8 +323,7 @@ fn write_pump(shared: &Shared) {
             }
             return;
         }
-        let take = state.queue.len().min(BATCH_FRAMES);
-        let batch: Vec<Encoded> = state.queue.drain(..take).collect();
+        let batch: Vec<Encoded> = state.take(BATCH_FRAMES);
         let skip = std::mem::take(&mut state.sent_of_first);
         drop(state);
         if let Err(error) = write_all(socket, &batch, skip) {
@@ -281,7 +332,7 @@ fn write_pump(shared: &Shared) {
             let mut state = crate::lock(&shared.state);
             state.closed = true;
             state.pumping = false;
-            state.queue.clear();
+            state.take(usize::MAX);
             return;
         }
         state = crate::lock(&shared.state);
@@ -312,7 +363,7 @@ mod tests {
     use super::*;
 
     fn frame(bytes: &[u8]) -> Encoded {
-        Encoded(bytes.into())
+        Encoded::from_bytes(bytes)
     }
 
     #[test]
@@ -346,6 +397,31 @@ mod tests {
         let big = frame(&vec![b'y'; 64 * 1024]);
         let full = (0..10 * OUTBOX_LEN).any(|_| outbox.push(std::slice::from_ref(&big)).is_err());
         assert!(full, "the outbox filled up");
+        outbox.kick();
+    }
+
+    /// Presence notices do not fill an outbox: a storm of joins must not
+    /// drop a client still reading its welcome.
+    #[test]
+    fn notices_do_not_count() {
+        use crate::protocol::encode_notice;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let outbox = Outbox::new_held(Uuid::new_v4(), Arc::new(socket));
+        assert!(outbox.is_behind(), "held");
+        for i in 0..3 * OUTBOX_LEN {
+            let join = encode_notice(&format!("user{i}"), true, false, 1);
+            outbox.push(&[join]).expect("notices never make it full");
+        }
+        let message = frame(b"m");
+        for _ in 0..OUTBOX_LEN {
+            outbox.push(std::slice::from_ref(&message)).unwrap();
+        }
+        assert!(
+            outbox.push(std::slice::from_ref(&message)).is_err(),
+            "messages do"
+        );
         outbox.kick();
     }
 

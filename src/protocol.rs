@@ -79,7 +79,9 @@ pub struct PrivateMessage {
 pub enum ServerFrame<'a> {
     Welcome {
         name: &'a str,
-        users: Vec<&'a str>,
+        /// Who is online: sent apart, shared by a batch of newcomers
+        /// (see [`encode_welcome`]); always empty here.
+        users: [&'a str; 0],
         /// Those of `users` connected as a host.
         hosts: Vec<&'a str>,
         /// Whether this connection is a host's.
@@ -271,16 +273,45 @@ impl AnyMessage<'_> {
 
 /// A complete WebSocket frame, ready to write, shared by all its recipients.
 #[derive(Debug, Clone)]
-pub struct Encoded(pub Arc<[u8]>);
+pub struct Encoded {
+    bytes: Arc<[u8]>,
+    /// The rest of the frame before it, not a frame of its own: a long
+    /// frame may be sent in pieces, one of them shared (see [`encode_welcome`]).
+    piece: bool,
+    /// Set on `join` and `leave` notices only: the hub coalesces them, and
+    /// they do not count toward an outbox's limit (`outbox.rs`).
+    notice: Option<Arc<Notice>>,
+}
+
+/// Whose presence a `join` or `leave` frame tells.
+#[derive(Debug)]
+pub struct Notice {
+    pub name: String,
+    pub join: bool,
+}
 
 impl Encoded {
+    /// A frame of these bytes (already a whole WebSocket frame).
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Encoded {
+        Encoded {
+            bytes: bytes.into(),
+            piece: false,
+            notice: None,
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// Whether this is a close frame (opcode 8): nothing may follow it.
     pub fn is_close(&self) -> bool {
-        self.0.first().is_some_and(|b| b & 0x0f == 0x8)
+        !self.piece && self.bytes.first().is_some_and(|b| b & 0x0f == 0x8)
+    }
+
+    /// The presence it tells, for a `join` or `leave` notice.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_deref()
     }
 }
 
@@ -293,7 +324,62 @@ pub fn encode(frame: &ServerFrame) -> Encoded {
     frame
         .format(&mut out)
         .expect("writing to a Vec cannot fail");
-    Encoded(out.into())
+    Encoded::from_bytes(out)
+}
+
+/// The `welcome` of one newcomer, as the frames to send: its own bytes
+/// around `users` (who is online, a JSON list), which is shared by every
+/// newcomer of a batch, not copied: with 10,000 people online it is about
+/// 100 KiB, and a class arriving at once would otherwise hold one copy per
+/// newcomer until each was sent.
+pub fn encode_welcome(welcome: &ServerFrame, users: &Arc<[u8]>) -> Vec<Encoded> {
+    const FIELD: &str = r#""users":"#;
+    let json = serde_json::to_string(welcome).expect("welcomes serialize");
+    // `users` is serialized as the empty list: cut it out. (The first
+    // `"users":` is the field: in a string its quotes would be escaped.)
+    let at = json.find(FIELD).expect("a welcome has users") + FIELD.len();
+    let (head, tail) = (&json[..at], &json[at + "[]".len()..]);
+    let len = head.len() + users.len() + tail.len();
+    // The frame's header (RFC 6455 5.2: final text frame, unmasked).
+    let mut first = vec![0x81];
+    match len {
+        0..126 => first.push(len as u8),
+        126..=0xffff => {
+            first.push(126);
+            first.extend((len as u16).to_be_bytes());
+        }
+        _ => {
+            first.push(127);
+            first.extend((len as u64).to_be_bytes());
+        }
+    }
+    first.extend(head.as_bytes());
+    let piece = |bytes: Arc<[u8]>| Encoded {
+        bytes,
+        piece: true,
+        notice: None,
+    };
+    vec![
+        Encoded::from_bytes(first),
+        piece(users.clone()),
+        piece(tail.as_bytes().into()),
+    ]
+}
+
+/// The `join` (or `leave`) notice of `name`, marked as one.
+pub fn encode_notice(name: &str, join: bool, host: bool, ts: u64) -> Encoded {
+    let frame = match join {
+        true => ServerFrame::Join { name, ts, host },
+        false => ServerFrame::Leave { name, ts },
+    };
+    Encoded {
+        piece: false,
+        notice: Some(Arc::new(Notice {
+            name: name.to_string(),
+            join,
+        })),
+        ..encode(&frame)
+    }
 }
 
 /// A close frame with this code and reason, ready to write.
@@ -306,7 +392,7 @@ pub fn encode_close(code: CloseCode, reason: &str) -> Encoded {
     frame
         .format(&mut out)
         .expect("writing to a Vec cannot fail");
-    Encoded(out.into())
+    Encoded::from_bytes(out)
 }
 
 /// The error codes of the contract's `error` frame.
@@ -550,6 +636,38 @@ fn valid_text(raw: &str, with_file: bool) -> Result<String, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A welcome sent in pieces (its `users` shared) is one valid text
+    /// frame, whatever its length needs in the header.
+    #[test]
+    fn a_welcome_in_pieces_is_one_frame() {
+        for people in [0, 3, 20, 10_000] {
+            let names: Vec<String> = (0..people).map(|i| format!("p{i}")).collect();
+            let users: Arc<[u8]> = serde_json::to_vec(&names).unwrap().into();
+            let welcome = ServerFrame::Welcome {
+                name: "ann \"users\":[]",
+                users: [],
+                hosts: vec!["ann"],
+                host: false,
+                mode: Mode::default(),
+                banned: None,
+                muted: None,
+            };
+            let bytes: Vec<u8> = encode_welcome(&welcome, &users)
+                .iter()
+                .flat_map(|piece| piece.bytes().to_vec())
+                .collect();
+            let mut input = std::io::Cursor::new(bytes);
+            let frame = tungstenite::protocol::frame::FrameSocket::new(&mut input)
+                .read(None)
+                .unwrap()
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(frame.payload()).unwrap();
+            assert_eq!(json["users"], serde_json::json!(names));
+            assert_eq!(json["name"], "ann \"users\":[]");
+            assert_eq!(json["hosts"], serde_json::json!(["ann"]));
+        }
+    }
 
     fn code(raw: &str) -> ErrorCode {
         parse_client_frame(raw).unwrap_err().code

@@ -104,6 +104,9 @@ pub struct Shared {
 /// Starts lanchat with `config` and serves until the process is stopped.
 pub fn run(config: Config) -> Result<(), String> {
     raise_open_files_limit();
+    for warning in machine_limits(config.max_connections) {
+        warn!("{warning}");
+    }
     let store: Arc<dyn Store> = match &config.redis {
         None => Arc::new(MemoryStore::new()),
         Some(url) => Arc::new(RedisStore::connect(url)?),
@@ -111,7 +114,7 @@ pub fn run(config: Config) -> Result<(), String> {
     // With Redis, other servers may share it: this one joins them.
     let cluster = config.redis.as_ref().map(|_| Publisher::new());
     let page = Page::new(config.www.clone()).map_err(|e| format!("--www: {e}"))?;
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
+    let listener = listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let reachable = lan::reachable(address.ip());
@@ -288,6 +291,93 @@ fn raise_open_files_limit() {
         Ok(limit) => debug!("open files limit: {limit}"),
         Err(e) => warn!("cannot raise the open files limit: {e}"),
     }
+}
+
+/// Connections the kernel may hold for us before we accept them. The
+/// standard library's 128 is too few for a class arriving at once: beyond
+/// it, a client's connect is retried only after a second. (The kernel caps
+/// it at `net.core.somaxconn`, 4,096 by default.)
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `host:port` (with [`LISTEN_BACKLOG`]). Like
+/// `TcpListener::bind`: the first address `host` resolves to that works.
+fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let mut last = std::io::Error::other("no address to listen on");
+    for address in std::net::ToSocketAddrs::to_socket_addrs(&(host, port))? {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?; // as std does: restart at once
+        match socket
+            .bind(&address.into())
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// What one connection takes from the machine, beyond its memory: a file
+/// descriptor, a thread (two while a write pump runs), and each thread a
+/// process id and two memory mappings (its stack and the guard page below).
+const THREADS_PER_CONNECTION: u64 = 2;
+const MAPS_PER_THREAD: u64 = 2;
+/// What lanchat uses besides its connections (files, threads, mappings of
+/// the program and its libraries), with room to spare.
+const BASELINE: u64 = 1000;
+
+/// The machine's limits that `--max-connections` would run into, one line
+/// each with the knob to raise. Thread per connection has a cost at ten
+/// thousand connections; better to say so at start than to fail at 8:00.
+fn machine_limits(max_connections: usize) -> Vec<String> {
+    let wanted = max_connections as u64;
+    let threads = wanted * THREADS_PER_CONNECTION + BASELINE;
+    let mut warnings = Vec::new();
+    let mut check = |have: Option<u64>, need: u64, what: &str, knob: &str| {
+        if let Some(have) = have.filter(|have| *have < need) {
+            warnings.push(format!(
+                "--max-connections {max_connections} needs about {need} {what}, this machine allows {have}: raise {knob}"
+            ));
+        }
+    };
+    let soft = |resource| rlimit::getrlimit(resource).ok().map(|(soft, _)| soft);
+    check(
+        soft(rlimit::Resource::NOFILE),
+        wanted + BASELINE,
+        "open files",
+        "the hard limit (`ulimit -Hn`, or LimitNOFILE= in a systemd unit)",
+    );
+    check(
+        soft(rlimit::Resource::NPROC),
+        threads,
+        "threads for this user",
+        "`ulimit -u`",
+    );
+    let sysctl = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+    };
+    check(
+        sysctl("/proc/sys/kernel/threads-max"),
+        threads,
+        "threads",
+        "kernel.threads-max (sysctl)",
+    );
+    check(
+        sysctl("/proc/sys/kernel/pid_max"),
+        threads,
+        "process ids",
+        "kernel.pid_max (sysctl)",
+    );
+    check(
+        sysctl("/proc/sys/vm/max_map_count"),
+        threads * MAPS_PER_THREAD,
+        "memory mappings",
+        "vm.max_map_count (sysctl)",
+    );
+    warnings
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
