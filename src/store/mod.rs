@@ -107,7 +107,9 @@ pub trait Store: Send + Sync {
     /// Starts a session of a claimed name (`session.name` is its display form).
     fn create_session(&self, session: &Session);
     /// The name of a live session. A session that ended on any server of
-    /// the chat is refused at once (while the backend is reachable).
+    /// the chat is refused at once (while the backend is reachable). The
+    /// session now counts as used: when a store is full, sessions never
+    /// used after their login go first (`sessions.rs`).
     fn session_name(&self, id: &str) -> Option<String>;
     /// Ends a session. When it was the last of a name without a password,
     /// the claim ends too (see [`Store::end_claim`]).
