@@ -103,9 +103,12 @@
  *     contract's choice); a reload shows the exact current view.
  *     Long polling does the same with /poll and /poll?after=<last seq>, and
  *     a switch between the two transports is a reconnect like any other.
- *   - The last seq is also kept in localStorage, per name. A page load uses
- *     it only to mark where the reader left off: the messages after it get a
- *     "New since your last visit" divider instead of "You joined at…".
+ *   - The last seq is also kept in localStorage, per name, and so is the
+ *     last seq read in each conversation. A page load uses them only to mark
+ *     where the reader left off: in each conversation, the messages after
+ *     the last one read get a "New since your last visit" divider and count
+ *     as unread (a conversation never read here falls back to the last seq
+ *     shown).
  *   - Message ids on screen are still remembered and skipped, as a safety
  *     net, and so that a server without seqs (which replays the whole
  *     history on every connect and ignores `after`) keeps working: a frame
@@ -149,6 +152,9 @@ const TYPING_SHOWN_MS = 5000;
 
 // At most this many names offered after `@`.
 const MENTIONS_OFFERED = 8;
+
+// At most one chime this often (seconds), however many messages come.
+const BEEP_GAP_S = 1;
 
 // New messages within this window are announced to screen readers as one.
 const ANNOUNCE_WINDOW_MS = 1500;
@@ -2008,9 +2014,13 @@ function wakeAudio() {
 document.addEventListener('pointerdown', wakeAudio);
 document.addEventListener('keydown', wakeAudio);
 
+let lastBeep = -Infinity; // audio time of the last chime, s
+
 function beep() {
   if (audio === null || audio.state !== 'running') return; // nobody has used the page yet
   const start = audio.currentTime;
+  if (start - lastBeep < BEEP_GAP_S) return; // a burst of messages: one chime
+  lastBeep = start;
   for (const [offset, frequency] of [[0, 880], [0.12, 1320]]) {
     const tone = audio.createOscillator();
     const volume = audio.createGain();

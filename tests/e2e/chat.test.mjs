@@ -304,11 +304,12 @@ describe('screenshots', () => {
     await messageWithText(alice, 'I will book a table');
     await alice.click('#user-list button:has-text("bob")');
     await say(alice, 'Count me in, can you save me a seat?');
-    await messageWithText(bob, 'save me a seat');
+    await messageWithText(bob, 'save me a seat', { state: 'attached' }); // unread in bob's list
     await alice.fill('#composer-input', 'Also bring the slides');
     await screenshot(alice, 'desktop-chat');
 
     await say(bob, 'Sure, see you there');
+    await openConversation(alice, null);
     await messageWithText(alice, 'see you there');
     await screenshot(bob, 'phone-chat');
     await bob.click('#people-toggle');
