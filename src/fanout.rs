@@ -161,27 +161,29 @@ fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
     let mut slow = Vec::new();
     if let [delivery] = &batch[..] {
         // The common case when the room is quiet: one frame, shared by all.
+        let frames: Vec<&Encoded> = delivery.frames.iter().collect();
         for outbox in &delivery.to {
-            if outbox.push(&delivery.frames).is_err() {
+            if outbox.push_all(&frames).is_err() {
                 slow.push(outbox.clone());
             }
         }
         return slow;
     }
-    let mut frames: Vec<(Outbox, Vec<Encoded>)> = Vec::new();
+    // Borrowed, not cloned: each frame is shared by thousands of outboxes.
+    let mut frames: Vec<(&Outbox, Vec<&Encoded>)> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for delivery in batch {
-        for outbox in delivery.to {
+    for delivery in &batch {
+        for outbox in &delivery.to {
             let i = *index.entry(outbox.id()).or_insert_with(|| {
-                frames.push((outbox.clone(), Vec::new()));
+                frames.push((outbox, Vec::new()));
                 frames.len() - 1
             });
-            frames[i].1.extend(delivery.frames.iter().cloned());
+            frames[i].1.extend(delivery.frames.iter());
         }
     }
     for (outbox, frames) in frames {
-        if outbox.push(&frames).is_err() {
-            slow.push(outbox);
+        if outbox.push_all(&frames).is_err() {
+            slow.push(outbox.clone());
         }
     }
     slow

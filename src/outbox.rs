@@ -128,15 +128,22 @@ impl Outbox {
     /// Never blocks on the socket. A closed or sealed outbox silently takes
     /// nothing; frames after a close frame are dropped.
     pub fn push(&self, frames: &[Encoded]) -> Result<(), Full> {
+        self.push_all(&frames.iter().collect::<Vec<_>>())
+    }
+
+    /// [`Outbox::push`] of borrowed frames: the fan-out thread sends a
+    /// batch's frames to thousands of connections, and only those that
+    /// must wait in a queue are cloned.
+    pub fn push_all(&self, frames: &[&Encoded]) -> Result<(), Full> {
         let mut state = crate::lock(&self.shared.state);
         self.send_or_queue(&mut state, frames)
     }
 
-    fn send_or_queue(&self, state: &mut State, frames: &[Encoded]) -> Result<(), Full> {
+    fn send_or_queue(&self, state: &mut State, frames: &[&Encoded]) -> Result<(), Full> {
         if state.closed || state.sealed {
             return Ok(());
         }
-        let frames = match frames.iter().position(Encoded::is_close) {
+        let frames = match frames.iter().position(|frame| frame.is_close()) {
             Some(close) => {
                 state.sealed = true;
                 &frames[..=close]
@@ -200,6 +207,7 @@ impl Outbox {
         let mut state = crate::lock(&self.shared.state);
         state.held = false;
         let waiting: Vec<Encoded> = state.take(usize::MAX);
+        let waiting: Vec<&Encoded> = waiting.iter().collect();
         if self.send_or_queue(&mut state, &waiting).is_err() {
             // More than OUTBOX_LEN frames before the client read a byte.
             drop(state);
@@ -277,13 +285,28 @@ impl Outbox {
 /// `set_nonblocking` would wake that reader with `WouldBlock`). No
 /// `MSG_NOSIGNAL` (it is Linux-only): Rust programs ignore SIGPIPE, so a
 /// closed peer is just `EPIPE`.
-fn send_now(socket: &TcpStream, frames: &[Encoded]) -> io::Result<usize> {
-    let slices: Vec<IoSlice> = frames
-        .iter()
-        .take(BATCH_FRAMES)
-        .map(|frame| IoSlice::new(frame.bytes()))
-        .collect();
-    match socket2::SockRef::from(socket).send_vectored_with_flags(&slices, libc::MSG_DONTWAIT) {
+fn send_now(socket: &TcpStream, frames: &[&Encoded]) -> io::Result<usize> {
+    let mut sent = 0;
+    // A slice of [`BATCH_FRAMES`] at a time, as long as the socket takes
+    // each whole: a storm's notices to one client are thousands.
+    for chunk in frames.chunks(BATCH_FRAMES) {
+        let slices: Vec<IoSlice> = chunk
+            .iter()
+            .map(|frame| IoSlice::new(frame.bytes()))
+            .collect();
+        let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+        let took = send_some(socket, &slices)?;
+        sent += took;
+        if took < offered {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+/// One non-blocking vectored send; 0 if the socket is full.
+fn send_some(socket: &TcpStream, slices: &[IoSlice]) -> io::Result<usize> {
+    match socket2::SockRef::from(socket).send_vectored_with_flags(slices, libc::MSG_DONTWAIT) {
         Ok(sent) => Ok(sent),
         Err(e)
             if matches!(
@@ -298,7 +321,7 @@ fn send_now(socket: &TcpStream, frames: &[Encoded]) -> io::Result<usize> {
 }
 
 /// How many whole frames `sent` bytes cover, and how far into the next.
-fn skip_sent(frames: &[Encoded], mut sent: usize) -> (usize, usize) {
+fn skip_sent(frames: &[&Encoded], mut sent: usize) -> (usize, usize) {
     for (i, frame) in frames.iter().enumerate() {
         if sent < frame.bytes().len() {
             return (i, sent);
@@ -369,6 +392,7 @@ mod tests {
     #[test]
     fn partly_sent_batches_resume_at_the_right_byte() {
         let frames = [frame(b"abc"), frame(b"de"), frame(b"fghi")];
+        let frames: Vec<&Encoded> = frames.iter().collect();
         assert_eq!(skip_sent(&frames, 0), (0, 0));
         assert_eq!(skip_sent(&frames, 4), (1, 1));
         assert_eq!(skip_sent(&frames, 5), (2, 0));
