@@ -138,6 +138,7 @@ const DELETE_ARMED_MS = 4000;
 const BASE_TITLE = document.title;
 
 const t = I18n.t;
+I18n.translatePage(); // the strings of index.html (data-i18n), in the page's language
 
 // localStorage key, followed by the name: the last seq read in each
 // conversation ({"": seq for the room, "bob": seq, ...}).

@@ -12,9 +12,10 @@
  *   I18n.choose(lang)         remembers a choice and reloads the page in it.
  *   I18n.loginReason(text)    the server's reason on the login form, in
  *                             the page's language (it is sent in English).
+ *   I18n.translatePage()      fills in the page's strings (below); each
+ *                             page's own script calls it first thing.
  *
- * The HTML says which string goes where with attributes, filled in as soon
- * as this file runs (it is loaded after the HTML it translates):
+ * The HTML says which string goes where with attributes:
  *   data-i18n="key"             the element's text
  *   data-i18n-attr="attr:key,attr:key"   attributes (placeholder, title,
  *                               aria-label)
@@ -602,6 +603,5 @@ const I18n = (() => {
     return found ? t(found[1]) : text;
   }
 
-  translatePage();
-  return { lang, t, choose, fillLanguageSelect, loginReason };
+  return { lang, t, translatePage, choose, fillLanguageSelect, loginReason };
 })();
