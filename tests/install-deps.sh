@@ -4,6 +4,7 @@
 #   chromium      (Debian package chromium):     the browser tests
 #   node, npm     (Debian packages nodejs, npm): drives chromium (playwright-core)
 #   ip            (Debian package iproute2):     the mDNS test's network namespace
+#   a CJK font    (Debian package fonts-wqy-microhei): the page's Chinese screenshots
 # As root it uses apt-get; otherwise it names the packages to install and fails.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v ip >/dev/null || missing+=(iproute2)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
