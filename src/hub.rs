@@ -150,6 +150,10 @@ struct Room {
     clients: HashMap<Uuid, Client>,
     /// Open connections per name on this server.
     local: BTreeMap<String, usize>,
+    /// Host connections (WebSocket or poll) per name on this server: asked
+    /// on every join (a `join` says whether it is a host's), so a lookup,
+    /// not a scan of everyone.
+    hosts_here: BTreeMap<String, usize>,
     /// Other servers (by id) and who is online there.
     remote: HashMap<String, RemotePresence>,
     /// The last [`HISTORY_LEN`] room messages, oldest first, replayed on join.
@@ -378,7 +382,7 @@ impl Hub {
                         "{:?} stopped reading ({OUTBOX_LEN} frames waiting): dropped",
                         client.name
                     );
-                    self.publish(room.presence_event(&client.name));
+                    self.publish_presence(room, &client.name);
                 }
             }
         });
@@ -398,6 +402,14 @@ impl Hub {
     fn publish(&self, event: Event) {
         if let Some(events) = &self.events {
             events.publish(event);
+        }
+    }
+
+    /// Tells the other servers who of `name` is connected here. Only with
+    /// several servers: making the event looks through every connection.
+    fn publish_presence(&self, room: &Room, name: &str) {
+        if self.events.is_some() {
+            self.publish(room.presence_event(name));
         }
     }
 
@@ -439,6 +451,9 @@ impl Hub {
                 since: None,
             };
             room.clients.insert(id, client);
+            if host {
+                *room.hosts_here.entry(name.to_string()).or_default() += 1;
+            }
             // Private messages not delivered yet reach this connection live.
             let private: Vec<&PrivateMessage> = conversation
                 .iter()
@@ -461,7 +476,7 @@ impl Hub {
             outbox.queue_held(&[history, offline]); // the welcome goes first
             out.push(Work::Welcome(id));
             room.announce(name, was_online, out);
-            self.publish(room.presence_event(name));
+            self.publish_presence(room, name);
             room.inbox_waits.get(name).copied()
         });
         // Again after registering: a private message that found the name
@@ -492,7 +507,7 @@ impl Hub {
     pub fn leave(&self, id: Uuid) {
         self.update(|room, out| {
             if let Some(client) = room.remove(id, out) {
-                self.publish(room.presence_event(&client.name));
+                self.publish_presence(room, &client.name);
             }
         });
     }
@@ -712,8 +727,11 @@ impl Hub {
             if new {
                 // One more open "connection" of its name.
                 *room.local.entry(name.to_string()).or_default() += 1;
+                if host {
+                    *room.hosts_here.entry(name.to_string()).or_default() += 1;
+                }
                 room.announce(name, was_online, out);
-                self.publish(room.presence_event(name));
+                self.publish_presence(room, name);
             }
         });
         let answer = loop {
@@ -788,8 +806,11 @@ impl Hub {
                     if !room.pollers.values().any(|p| p.name == poller.name) {
                         room.last_private.remove(&poller.name);
                     }
+                    if poller.host {
+                        room.host_gone(&poller.name);
+                    }
                     room.count_down(&poller.name, out);
-                    self.publish(room.presence_event(&poller.name));
+                    self.publish_presence(room, &poller.name);
                 }
             }
         });
@@ -1160,8 +1181,7 @@ impl Room {
 
     /// Whether `name` has a host's connection on this server.
     fn is_host_here(&self, name: &str) -> bool {
-        self.clients.values().any(|c| c.host && c.name == name)
-            || self.pollers.values().any(|p| p.host && p.name == name)
+        self.hosts_here.contains_key(name)
     }
 
     /// Whether `name` is a host: a host's connection of it is online,
@@ -1176,13 +1196,7 @@ impl Room {
 
     /// The hosts online, sorted (for `welcome`).
     fn hosts(&self) -> Vec<&str> {
-        let mut hosts = BTreeSet::new();
-        for client in self.clients.values().filter(|c| c.host) {
-            hosts.insert(client.name.as_str());
-        }
-        for poller in self.pollers.values().filter(|p| p.host) {
-            hosts.insert(poller.name.as_str());
-        }
+        let mut hosts: BTreeSet<&str> = self.hosts_here.keys().map(String::as_str).collect();
         for names in self.remote.values() {
             for (name, _) in names.iter().filter(|(_, r)| r.host) {
                 hosts.insert(name.as_str());
@@ -1489,8 +1503,21 @@ impl Room {
     /// nowhere any more.
     fn remove(&mut self, id: Uuid, out: &mut Vec<Work>) -> Option<Client> {
         let client = self.clients.remove(&id)?;
+        if client.host {
+            self.host_gone(&client.name);
+        }
         self.count_down(&client.name, out);
         Some(client)
+    }
+
+    /// One host connection (or poller) of `name` fewer.
+    fn host_gone(&mut self, name: &str) {
+        if let Some(count) = self.hosts_here.get_mut(name) {
+            *count -= 1;
+            if *count == 0 {
+                self.hosts_here.remove(name);
+            }
+        }
     }
 
     /// One connection (or poller) of `name` fewer; announces `leave` when
