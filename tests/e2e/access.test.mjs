@@ -3,57 +3,30 @@
 // without serious or critical accessibility violations as axe-core finds
 // them (on the login form, the chat page, the @ list, the settings).
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import {
   DESKTOP, PHONE,
-  launchBrowser, logIn, messageWithText, newPerson, openConversation, say, screenshot, startServer, waitConnected,
+  chatFixture, logIn, messageWithText, openConversation, say, screenshot, waitConnected,
 } from './helpers.mjs';
 
 // axe-core, a devDependency, injected into the page under test.
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
-let browser;
-let server;
-let pages;
-
-async function person(viewport = DESKTOP, options = {}) {
-  const page = await newPerson(browser, viewport, options);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 test('with Chinese as the browser language, the login form and the page are in Chinese', async () => {
   const li = await person(PHONE, { locale: 'zh-CN' });
-  await li.goto(`${server.url}/`);
+  await li.goto(`${chat.server.url}/`);
   await li.waitForURL(/\/login/);
   assert.equal(await li.locator('html').getAttribute('lang'), 'zh-CN');
   assert.equal(await li.locator('label[for="name"]').textContent(), '你的名字');
   assert.equal(await li.locator('button[type="submit"]').textContent(), '加入聊天');
   await screenshot(li, 'phone-login-zh');
   await li.fill('input[name="name"]', '小李');
-  await Promise.all([li.waitForURL(`${server.url}/`), li.click('button[type="submit"]')]);
+  await Promise.all([li.waitForURL(`${chat.server.url}/`), li.click('button[type="submit"]')]);
   await waitConnected(li);
   assert.equal(await li.locator('#status-text').textContent(), '已连接');
   assert.equal(await li.locator('#composer .send').textContent(), '发送');
@@ -82,11 +55,11 @@ async function seriousViolations(page) {
 test('no serious or critical accessibility violation on the login form and the chat page (axe-core)', async () => {
   for (const locale of ['en-US', 'zh-CN']) {
     const alice = await person(DESKTOP, { locale });
-    await alice.goto(`${server.url}/login`);
+    await alice.goto(`${chat.server.url}/login`);
     assert.deepEqual(await seriousViolations(alice), [], `login form, ${locale}`);
-    await logIn(alice, server, `alice-${locale}`);
+    await logIn(alice, chat.server, `alice-${locale}`);
     const bob = await person();
-    await logIn(bob, server, `bob-${locale}`);
+    await logIn(bob, chat.server, `bob-${locale}`);
     await say(bob, `hello @alice-${locale}`);
     await openConversation(bob, `alice-${locale}`);
     await say(bob, 'a private word');
@@ -109,8 +82,8 @@ test('no serious or critical accessibility violation on the login form and the c
 test('the keyboard alone opens a conversation and sends', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   // From the message box, Shift+Tab back to bob's name in the people list.
   const bobButton = alice.locator('#user-list button.user', { hasText: 'bob' });
   await bobButton.waitFor();

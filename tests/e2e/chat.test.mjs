@@ -2,50 +2,21 @@
 // browser context, against a real lanchat server with the in-memory store.
 // Each test starts its own server, so none sees another's messages.
 
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DESKTOP, PHONE, WAIT_MS,
-  launchBrowser, logIn, messageTexts, messageWithText, newPerson, openConversation, say, screenshot, startServer,
-  timelineOutline, waitConnected,
+  chatFixture, logIn, messageTexts, messageWithText, openConversation, say, screenshot, timelineOutline,
+  waitConnected,
 } from './helpers.mjs';
 
-let browser;
-let server;
-let pages;
-
-// A new person (browser context) whose page is closed after the test.
-async function person(viewport, options) {
-  const page = await newPerson(browser, viewport, options);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert(), fail the test that caused them.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 describe('login', () => {
   test('an invalid name is refused with 400 and its reason, and the form keeps it', async () => {
     const page = await person(DESKTOP);
-    await page.goto(`${server.url}/login`);
+    await page.goto(`${chat.server.url}/login`);
     const tooLong = 'x'.repeat(33);
     await page.fill('input[name="name"]', tooLong);
     const [response] = await Promise.all([
@@ -64,10 +35,10 @@ describe('login', () => {
 
   test('a name online in another session is refused with 409 and its reason', async () => {
     const alice = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
+    await logIn(alice, chat.server, 'alice');
 
     const impostor = await person(PHONE);
-    await impostor.goto(`${server.url}/login`);
+    await impostor.goto(`${chat.server.url}/login`);
     await impostor.fill('input[name="name"]', 'alice');
     const [response] = await Promise.all([
       impostor.waitForResponse((r) => r.url().endsWith('/login') && r.request().method() === 'POST'),
@@ -82,7 +53,7 @@ describe('login', () => {
 
   test('the name is remembered for next time, and log out goes back to the form', async () => {
     const page = await person(DESKTOP);
-    await logIn(page, server, 'Zoë');
+    await logIn(page, chat.server, 'Zoë');
     await Promise.all([page.waitForURL(/\/login/), page.click('text=Log out')]);
     assert.equal(await page.inputValue('input[name="name"]'), 'Zoë');
     await screenshot(page, 'desktop-login');
@@ -93,8 +64,8 @@ describe('chat', () => {
   test('two people exchange room messages both ways, and see each other online', async () => {
     const alice = await person(DESKTOP);
     const bob = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, 'bob');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, 'bob');
 
     // alice is told bob joined, and both lists show both names.
     await alice.locator('.notice', { hasText: 'bob joined' }).waitFor();
@@ -130,9 +101,9 @@ describe('chat', () => {
     const alice = await person(DESKTOP);
     const bob = await person(DESKTOP);
     const carol = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, 'bob');
-    await logIn(carol, server, 'carol');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, 'bob');
+    await logIn(carol, chat.server, 'carol');
 
     // alice clicks bob's name: the composer switches to private mode.
     await alice.click('#user-list button:has-text("bob")');
@@ -168,8 +139,8 @@ describe('chat', () => {
   test('private messages sent while away wait in the inbox and are shown on arrival', async () => {
     const alice = await person(DESKTOP);
     const bob = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, 'bob');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, 'bob');
     await alice.click('#user-list button:has-text("bob")');
 
     // bob closes the chat; alice is still writing to him, and is told he is
@@ -182,7 +153,7 @@ describe('chat', () => {
     await messageWithText(alice, 'call me when you are back');
 
     const bobAgain = bob;
-    await bobAgain.goto(`${server.url}/`);
+    await bobAgain.goto(`${chat.server.url}/`);
     await waitConnected(bobAgain);
     await bobAgain.locator('.notice-inbox').waitFor();
     await openConversation(bobAgain, 'alice');
@@ -195,8 +166,8 @@ describe('chat', () => {
   test('user text is shown literally, never as HTML', async () => {
     const alice = await person(DESKTOP);
     const bob = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, '<b>bob</b>');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, '<b>bob</b>');
 
     const attack = '<img src=x onerror=alert(1)>';
     await say(bob, attack);
@@ -212,7 +183,7 @@ describe('chat', () => {
 
   test('a reload keeps the history, shows it once, then a divider', async () => {
     const alice = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
+    await logIn(alice, chat.server, 'alice');
     await say(alice, 'first');
     await say(alice, 'second');
     await messageWithText(alice, 'second');
@@ -231,7 +202,7 @@ describe('chat', () => {
 
   test('server errors are shown next to the input, and the text is kept', async () => {
     const alice = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
+    await logIn(alice, chat.server, 'alice');
     const tooLong = 'a'.repeat(4001);
     await say(alice, tooLong);
 
@@ -248,8 +219,8 @@ describe('chat', () => {
   test('the tab title counts unread messages while the tab is hidden', async () => {
     const alice = await person(DESKTOP);
     const bob = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, 'bob');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, 'bob');
 
     // Headless tabs are never hidden; pretend, the way a browser reports it.
     const setHidden = (page, hidden) => page.evaluate((value) => {
@@ -268,8 +239,8 @@ describe('chat', () => {
   test('the view follows new messages unless the reader scrolled up', async () => {
     const alice = await person(PHONE);
     const bob = await person(DESKTOP);
-    await logIn(alice, server, 'alice');
-    await logIn(bob, server, 'bob');
+    await logIn(alice, chat.server, 'alice');
+    await logIn(bob, chat.server, 'bob');
     for (let i = 1; i <= 30; i += 1) await say(bob, `line ${i}`);
     await messageWithText(alice, 'line 30');
     const atBottom = () => alice.$eval('#timeline', (t) => t.scrollHeight - t.scrollTop - t.clientHeight < 64);
@@ -292,13 +263,13 @@ describe('screenshots', () => {
     const alice = await person(DESKTOP);
     const bob = await person(PHONE);
     const carol = await person(DESKTOP);
-    await logIn(carol, server, 'carol');
-    await logIn(alice, server, 'alice');
+    await logIn(carol, chat.server, 'carol');
+    await logIn(alice, chat.server, 'alice');
     await say(carol, 'Morning! Is the printer on the 2nd floor working again?');
     await say(alice, 'Yes, fixed it yesterday.');
     await say(alice, 'Drivers are on http://printer.lan/drivers if you need them.');
     await messageWithText(carol, 'Drivers are on');
-    await logIn(bob, server, 'bob');
+    await logIn(bob, chat.server, 'bob');
     await say(bob, 'Hi all! Who is up for lunch at 12:30?');
     await say(carol, 'Me!\nI will book a table.');
     await messageWithText(alice, 'I will book a table');
@@ -317,7 +288,7 @@ describe('screenshots', () => {
     await screenshot(bob, 'phone-people');
 
     const dave = await person(DESKTOP, { colorScheme: 'dark' });
-    await logIn(dave, server, 'dave');
+    await logIn(dave, chat.server, 'dave');
     await messageWithText(dave, 'I will book a table');
     await screenshot(dave, 'desktop-dark');
   });

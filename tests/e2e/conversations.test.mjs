@@ -4,42 +4,15 @@
 // their own browser context. (The page's language, the keyboard and the
 // accessibility check: access.test.mjs.)
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DESKTOP, WAIT_MS,
-  launchBrowser, logIn, messageWithText, newPerson, openConversation, say, screenshot, startServer, waitConnected,
+  WAIT_MS,
+  chatFixture, logIn, messageWithText, openConversation, say, screenshot, waitConnected,
 } from './helpers.mjs';
 
-let browser;
-let server;
-let pages;
-
-async function person(viewport = DESKTOP, options = {}) {
-  const page = await newPerson(browser, viewport, options);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 // The unread badge of a conversation in the people list ('' for none).
 function badge(page, name) {
@@ -69,9 +42,9 @@ test('unread counts move in the other conversations, reset when one is opened, a
   const alice = await person();
   const bob = await person();
   const carol = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
-  await logIn(carol, server, 'carol');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
+  await logIn(carol, chat.server, 'carol');
 
   // alice is in her conversation with bob; the room and carol write to her.
   await openConversation(alice, 'bob');
@@ -118,8 +91,8 @@ test('unread counts move in the other conversations, reset when one is opened, a
 test('typing @ offers the people online; a mention is highlighted and counted as one', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await openConversation(alice, 'bob'); // away from the room
 
   // bob types "@a", picks alice with the keyboard, and sends.
@@ -152,9 +125,9 @@ test('typing shows for the partner, in the room and privately, and goes away', a
   const alice = await person();
   const bob = await person();
   const carol = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
-  await logIn(carol, server, 'carol');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
+  await logIn(carol, chat.server, 'carol');
 
   // In the room: everyone else sees it, then it goes a few seconds later.
   await bob.locator('#composer-input').pressSequentially('thinking');
@@ -180,8 +153,8 @@ test('typing shows for the partner, in the room and privately, and goes away', a
 test('someone offline now, with an earlier conversation, is listed and can be written to', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await openConversation(alice, 'bob');
   await say(alice, 'see you later');
   await openConversation(bob, 'alice');
@@ -199,7 +172,7 @@ test('someone offline now, with an earlier conversation, is listed and can be wr
   await messageWithText(alice, 'this waits for you');
 
   // bob comes back: it waited in his inbox, and counts as unread.
-  await bob.goto(`${server.url}/`);
+  await bob.goto(`${chat.server.url}/`);
   await waitConnected(bob);
   await waitBadge(bob, 'alice', '1');
   await openConversation(bob, 'alice');

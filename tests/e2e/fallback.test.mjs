@@ -12,50 +12,33 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { afterEach, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import {
   DESKTOP, PHONE, WAIT_MS,
-  afterParam, lastSeqShown, launchBrowser, logIn, messageTexts, messageWithText, openConversation,
-  newPerson, say, screenshot, startServer, waitConnected,
+  afterParam, chatFixture, lastSeqShown, logIn, messageTexts, messageWithText, openConversation,
+  say, screenshot, waitConnected,
 } from './helpers.mjs';
 
 const LONG_POLLING = 'Connected · long polling';
 
-let browser;
-let server;
 let proxy;
-let pages;
 
-async function person(viewport = DESKTOP) {
-  const page = await newPerson(browser, viewport);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-  proxy = await startProxy(server);
-});
-
+// Registered before the fixture's hooks, so it runs before them: the proxy
+// is stopped before the server, and even when a page problem fails the test.
 afterEach(async () => {
-  // Scripts that threw, or an alert(), fail the test that caused them.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await proxy.stop();
-  await server.stop();
-  assert.deepEqual(problems, []);
+  await proxy?.stop();
+  proxy = null;
+});
+
+const chat = chatFixture();
+const { person } = chat;
+
+// Registered after the fixture's, so the test's server is up.
+beforeEach(async () => {
+  proxy = await startProxy(chat.server);
 });
 
 /* The broken proxy ----------------------------------------------------- */
@@ -200,7 +183,7 @@ async function assertEachOnce(page) {
 test('behind a proxy that refuses WebSocket, the page falls back to long polling and chats both ways', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
-  await logIn(alice, server, 'alice');
+  await logIn(alice, chat.server, 'alice');
   await say(alice, 'before bob came');
   await messageWithText(alice, 'before bob came');
 
@@ -248,7 +231,7 @@ test('behind a proxy that refuses WebSocket, the page falls back to long polling
 
   // Someone new: bob learns it with his next poll answer.
   const carol = await person(PHONE);
-  await logIn(carol, server, 'carol');
+  await logIn(carol, chat.server, 'carol');
   await say(carol, 'hi from carol');
   await messageWithText(bob, 'hi from carol');
   await bob.locator('.notice', { hasText: 'carol joined' }).waitFor();
@@ -269,14 +252,14 @@ test('behind a proxy that refuses WebSocket, the page falls back to long polling
 test('?transport=poll forces long polling, ?transport=ws never falls back, and a poll answering 401 goes to the login form', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'said over websockets');
   await messageWithText(bob, 'said over websockets');
 
   // No proxy: the WebSocket would work, yet the page only polls.
   const bobTraffic = watchTraffic(bob);
-  await bob.goto(`${server.url}/?transport=poll`);
+  await bob.goto(`${chat.server.url}/?transport=poll`);
   await waitStatus(bob, LONG_POLLING);
   await messageWithText(bob, 'said over websockets');
   await say(alice, 'to a forced poller');
@@ -325,7 +308,7 @@ test('?transport=poll forces long polling, ?transport=ws never falls back, and a
 test('nothing is shown twice or missed across a switch, either way', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(PHONE);
-  await logIn(alice, server, 'alice');
+  await logIn(alice, chat.server, 'alice');
   await say(alice, 'before bob came');
   await messageWithText(alice, 'before bob came');
 

@@ -6,46 +6,17 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  WAIT_MS, launchBrowser, logIn, messageWithText, newPerson, say, screenshot, startServer,
-  openConversation,
+  WAIT_MS, chatFixture, logIn, messageWithText, say, screenshot, openConversation,
 } from './helpers.mjs';
 
-let browser;
-let server;
-let pages;
-
-async function person() {
-  const page = await newPerson(browser);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert() (what an XSS would do), fail the test.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 const attachment = (page) => page.locator('#attachment');
 
@@ -94,8 +65,8 @@ function pasteScreenshot(page, width, height) {
 test('a pasted screenshot is downscaled to a JPEG and shows as a picture to someone else', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'Here is the worksheet for today');
 
   assert.equal(await pasteScreenshot(alice, 2400, 1500), true, 'the page took the paste');
@@ -125,7 +96,7 @@ test('a pasted screenshot is downscaled to a JPEG and shows as a picture to some
   assert.equal(await link.getAttribute('target'), '_blank');
   const href = await link.getAttribute('href');
   assert.match(href, /^\/files\/[^/]+\/image(\.|%2E)jpg$/);
-  const response = await bob.context().request.get(`${server.url}${href}`);
+  const response = await bob.context().request.get(`${chat.server.url}${href}`);
   assert.equal(response.status(), 200);
   assert.equal(response.headers()['content-type'], 'image/jpeg');
   assert.equal(response.headers()['content-disposition'], undefined);
@@ -147,8 +118,8 @@ test('a pasted screenshot is downscaled to a JPEG and shows as a picture to some
 test('a 20 MiB file is refused with a clear sentence, and nothing is sent', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
 
   // From a file on disk: quicker than 20 MiB through the browser protocol.
   const dir = mkdtempSync(join(tmpdir(), 'lanchat-e2e-'));
@@ -183,8 +154,8 @@ test('a 20 MiB file is refused with a clear sentence, and nothing is sent', asyn
 test('an uploaded .html file, dropped into a private chat, downloads and does not open', async () => {
   const alice = await person();
   const bob = await person();
-  await logIn(bob, server, 'bob');
-  await logIn(alice, server, 'alice');
+  await logIn(bob, chat.server, 'bob');
+  await logIn(alice, chat.server, 'alice');
   await alice.click('#user-list button:has-text("bob")');
 
   // Dropped onto the page: the drop zone shows while dragging.
@@ -218,15 +189,15 @@ test('an uploaded .html file, dropped into a private chat, downloads and does no
 
   // A click downloads it: the chat stays where it is, no tab opens, and
   // the bytes are the page's, untouched.
-  const chat = bob.url();
+  const chatUrl = bob.url();
   const [download] = await Promise.all([bob.waitForEvent('download'), card.click()]);
   assert.equal(download.suggestedFilename(), 'notes.html');
   assert.equal(readFileSync(await download.path(), 'utf8'), page);
-  assert.equal(bob.url(), chat);
+  assert.equal(bob.url(), chatUrl);
   assert.equal(bob.context().pages().length, 1);
 
   // The server never serves it as a page, even to a direct visit.
-  const response = await bob.context().request.get(`${server.url}${href}`);
+  const response = await bob.context().request.get(`${chat.server.url}${href}`);
   assert.equal(response.headers()['content-type'], 'application/octet-stream');
   assert.match(response.headers()['content-disposition'], /^attachment/);
   assert.equal(response.headers()['content-security-policy'], 'sandbox');

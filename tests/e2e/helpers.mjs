@@ -353,12 +353,15 @@ export function timelineOutline(page) {
     }));
 }
 
-// The set-up of a test file whose tests need a host: one browser for the
-// file; for each test a fresh server started with `hostKey`, and the pages
-// of its people closed after it (scripts that threw, or an alert() or
-// confirm(), fail the test). Call it at the top of the file; use the
-// returned `person()`, `host()` and `chat.server`.
-export function hostedChat(hostKey) {
+// The set-up every test file with browsers shares: one browser for the
+// file; for each test a fresh server, started with `serverOptions` (those
+// of startServer), so no test sees another's messages; and the pages of its
+// people closed after it. Scripts that threw, or an alert() or confirm()
+// (what an XSS would do), fail the test that caused them. Call it at the
+// top of the file, before any hook of the file's own (hooks run in the
+// order they are registered); use the returned `person()` and
+// `chat.server` (a new one for each test, so read it inside the test).
+export function chatFixture(serverOptions = {}) {
   const chat = { browser: null, server: null, pages: [] };
   before(async () => {
     chat.browser = await launchBrowser();
@@ -368,7 +371,7 @@ export function hostedChat(hostKey) {
   });
   beforeEach(async () => {
     chat.pages = [];
-    chat.server = await startServer({ hostKey });
+    chat.server = await startServer(serverOptions);
   });
   afterEach(async () => {
     const problems = chat.pages.flatMap((page) => page.problems);
@@ -376,12 +379,20 @@ export function hostedChat(hostKey) {
     await chat.server.stop();
     assert.deepEqual(problems, []);
   });
-  // A new person (browser context) whose page is closed after the test.
-  chat.person = async (viewport = DESKTOP) => {
-    const page = await newPerson(chat.browser, viewport);
+  // A new person (browser context) whose page is closed after the test;
+  // `options` as newPerson's (colorScheme, locale).
+  chat.person = async (viewport = DESKTOP, options = {}) => {
+    const page = await newPerson(chat.browser, viewport, options);
     chat.pages.push(page);
     return page;
   };
+  return chat;
+}
+
+// The set-up of a test file whose tests need a host: chatFixture with each
+// server started with `hostKey`, and `host()` for the teacher's page.
+export function hostedChat(hostKey) {
+  const chat = chatFixture({ hostKey });
   // The teacher's page: the host link, then the login form.
   chat.host = async (name = 'Teacher', viewport = DESKTOP) => {
     const page = await chat.person(viewport);

@@ -7,52 +7,23 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DESKTOP,
-  afterParam, gateWebSockets, lastSeqShown, launchBrowser, logIn, messageTexts, messageWithText,
-  newPerson, openConversation, say, screenshot, startServer, timelineOutline, waitConnected,
+  afterParam, chatFixture, gateWebSockets, lastSeqShown, logIn, messageTexts, messageWithText,
+  openConversation, say, screenshot, timelineOutline, waitConnected,
 } from './helpers.mjs';
 
-let browser;
-let server;
-let pages;
-
-// A new person (browser context) whose page is closed after the test.
-async function person(viewport) {
-  const page = await newPerson(browser, viewport);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert(), fail the test that caused them.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 test('a reload keeps the private conversations, and whom you talked with stays listed', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
   const bobSockets = await gateWebSockets(bob); // here only to see the URLs
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
 
   await alice.click('#user-list button:has-text("bob")');
   await say(alice, 'just between us');
@@ -101,7 +72,7 @@ test('a reload keeps the private conversations, and whom you talked with stays l
   await screenshot(bob, 'desktop-private-kept');
 
   // alice comes back: her conversation with bob, then what waited, once each.
-  await alice.goto(`${server.url}/`);
+  await alice.goto(`${chat.server.url}/`);
   await waitConnected(alice);
   await openConversation(alice, 'bob');
   await messageWithText(alice, 'see you tomorrow');
@@ -114,8 +85,8 @@ test('a reload keeps the private conversations, and whom you talked with stays l
 test('coming back marks what is new since your last visit', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'one');
   await messageWithText(bob, 'one');
 
@@ -125,7 +96,7 @@ test('coming back marks what is new since your last visit', async () => {
   await say(alice, 'three');
   await messageWithText(alice, 'three');
 
-  await bob.goto(`${server.url}/`);
+  await bob.goto(`${chat.server.url}/`);
   await waitConnected(bob);
   await messageWithText(bob, 'three');
   assert.deepEqual(await timelineOutline(bob), ['one', '--', 'two', 'three']);
@@ -136,8 +107,8 @@ test('a page that missed more than the server keeps is told so, and shows the la
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
   const bobSockets = await gateWebSockets(bob);
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'seen by bob');
   await messageWithText(bob, 'seen by bob');
   const seen = await lastSeqShown(bob);
@@ -179,8 +150,8 @@ test('a page that missed more than the server keeps is told so, and shows the la
 test('an author deletes a room message, and it leaves everyone\'s view', async () => {
   const alice = await person(DESKTOP);
   const bob = await person(DESKTOP);
-  await logIn(alice, server, 'alice');
-  await logIn(bob, server, 'bob');
+  await logIn(alice, chat.server, 'alice');
+  await logIn(bob, chat.server, 'bob');
   await say(alice, 'oops, wrong room');
   await say(alice, 'this one stays');
   const atBob = await messageWithText(bob, 'oops, wrong room');

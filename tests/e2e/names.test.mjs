@@ -6,57 +6,28 @@
 //
 // A file of its own: node's --test-timeout (run.sh) also bounds each file.
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DESKTOP, PHONE,
-  launchBrowser, logIn, newPerson, screenshot, startServer, tryLogIn,
+  PHONE,
+  chatFixture, logIn, screenshot, tryLogIn,
 } from './helpers.mjs';
 
-let browser;
-let server;
-let pages;
-
-// A new person (browser context) whose page is closed after the test.
-async function person(viewport = DESKTOP) {
-  const page = await newPerson(browser, viewport);
-  pages.push(page);
-  return page;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
-
-afterEach(async () => {
-  // Scripts that threw, or an alert() or confirm(), fail the test.
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
+const chat = chatFixture();
+const { person } = chat;
 
 test('look-alike names are refused at login with a clear reason', async () => {
   const alice = await person();
-  await logIn(alice, server, 'alice');
+  await logIn(alice, chat.server, 'alice');
 
   const other = await person(PHONE);
   for (const name of ['ALICE', '\u0430lice' /* Cyrillic а */, 'ａｌｉｃｅ' /* full-width */]) {
-    const { status, reason } = await tryLogIn(other, server, name);
+    const { status, reason } = await tryLogIn(other, chat.server, name);
     assert.equal(status, 409, `${name} is alice's name`);
     assert.match(reason, /in use/i);
     assert.equal(await other.getAttribute('input[name="name"]', 'aria-invalid'), 'true');
   }
-  const { status, reason } = await tryLogIn(other, server, 'al\u200bice');
+  const { status, reason } = await tryLogIn(other, chat.server, 'al\u200bice');
   assert.equal(status, 400);
   assert.match(reason, /invisible characters/i);
   await screenshot(other, 'phone-login-lookalike');
@@ -64,9 +35,9 @@ test('look-alike names are refused at login with a clear reason', async () => {
 
 test('a password keeps the name: set it in the chat, then log in with it on another device', async () => {
   const bob = await person();
-  await bob.goto(`${server.url}/login`);
+  await bob.goto(`${chat.server.url}/login`);
   await bob.getByText('Give a password to keep this name for you').waitFor();
-  await logIn(bob, server, 'bob');
+  await logIn(bob, chat.server, 'bob');
 
   await bob.click('#password-open');
   const dialog = bob.locator('#password-dialog');
@@ -89,17 +60,17 @@ test('a password keeps the name: set it in the chat, then log in with it on anot
   // Another device: without the password the name is refused, and the
   // form points at the password field; with it, it is bob's chat.
   const phone = await person(PHONE);
-  const refused = await tryLogIn(phone, server, 'Bob');
+  const refused = await tryLogIn(phone, chat.server, 'Bob');
   assert.equal(refused.status, 409);
   assert.match(refused.reason, /password/i);
   assert.equal(await phone.evaluate(() => document.activeElement.id), 'password');
-  const wrong = await tryLogIn(phone, server, 'Bob', 'not it');
+  const wrong = await tryLogIn(phone, chat.server, 'Bob', 'not it');
   assert.equal(wrong.status, 403);
   assert.match(wrong.reason, /wrong password/i);
 
   await phone.fill('input[name="name"]', 'Bob');
   await phone.fill('input[name="password"]', 'correct horse');
-  await Promise.all([phone.waitForURL(`${server.url}/`), phone.click('button[type="submit"]')]);
+  await Promise.all([phone.waitForURL(`${chat.server.url}/`), phone.click('button[type="submit"]')]);
   await phone.locator('#status[data-state="online"]').waitFor();
   assert.equal(await phone.textContent('#me-name'), 'bob', 'the name as its owner typed it');
 });

@@ -4,10 +4,10 @@
 // docs/screenshots/ holds the copies the README shows (desktop.png,
 // phone.png, desktop-zh.png, phone-zh.png).
 
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DESKTOP, PHONE, launchBrowser, logIn, messageWithText, newPerson, openConversation, say, screenshot, startServer,
+  DESKTOP, PHONE, chatFixture, logIn, messageWithText, openConversation, say, screenshot,
 } from './helpers.mjs';
 
 // Who says what, per language.
@@ -42,36 +42,11 @@ const SCENES = {
   },
 };
 
-let browser;
-let server;
-let pages;
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
 // A server of its own for each language: nobody of the other scene online.
-beforeEach(async () => {
-  pages = [];
-  server = await startServer();
-});
+const chat = chatFixture();
 
-afterEach(async () => {
-  const problems = pages.flatMap((page) => page.problems);
-  await Promise.all(pages.map((page) => page.context().close()));
-  await server.stop();
-  assert.deepEqual(problems, []);
-});
-
-async function person(viewport, locale) {
-  const page = await newPerson(browser, viewport, { locale });
-  pages.push(page);
-  return page;
-}
+// A person whose browser speaks `locale`.
+const person = (viewport, locale) => chat.person(viewport, { locale });
 
 for (const [locale, scene] of Object.entries(SCENES)) {
   test(`the page in ${locale}, on a desktop and on a phone`, async () => {
@@ -80,10 +55,10 @@ for (const [locale, scene] of Object.entries(SCENES)) {
     const phone = await person(PHONE, locale); // the second person, on a phone
     const carol = await person(DESKTOP, locale);
     const dave = await person(DESKTOP, locale);
-    await logIn(viewer, server, scene.viewer);
-    await logIn(phone, server, first);
-    await logIn(carol, server, second);
-    await logIn(dave, server, third);
+    await logIn(viewer, chat.server, scene.viewer);
+    await logIn(phone, chat.server, first);
+    await logIn(carol, chat.server, second);
+    await logIn(dave, chat.server, third);
 
     // An earlier private conversation with someone who has left since.
     await openConversation(dave, scene.viewer);
