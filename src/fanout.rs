@@ -161,9 +161,8 @@ fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
     let mut slow = Vec::new();
     if let [delivery] = &batch[..] {
         // The common case when the room is quiet: one frame, shared by all.
-        let frames: Vec<&Encoded> = delivery.frames.iter().collect();
         for outbox in &delivery.to {
-            if outbox.push_all(&frames).is_err() {
+            if outbox.push(&delivery.frames).is_err() {
                 slow.push(outbox.clone());
             }
         }
@@ -182,7 +181,7 @@ fn send(batch: Vec<Delivery>) -> Vec<Outbox> {
         }
     }
     for (outbox, frames) in frames {
-        if outbox.push_all(&frames).is_err() {
+        if outbox.push(&frames).is_err() {
             slow.push(outbox.clone());
         }
     }

@@ -259,18 +259,28 @@ impl Hub {
     /// commit (no lock held), then, under the hub lock, keeps them and
     /// decides who gets them, in the order they were accepted.
     fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
+        /// A work item's place in the batch; the writes go to the store
+        /// together, so a stored one's place is just that.
+        enum Slot {
+            Deliver(Delivery),
+            Stored,
+            Notice(u64, Encoded),
+            Welcome(Uuid),
+        }
         let mut writes: Vec<Write> = Vec::new();
         let mut replies: Vec<Option<Reply>> = Vec::new();
-        let mut order: Vec<Work> = Vec::with_capacity(batch.len());
+        let mut order: Vec<Slot> = Vec::with_capacity(batch.len());
         for work in batch {
-            match work {
+            order.push(match work {
                 Work::Store(write, reply) => {
                     writes.push(write);
                     replies.push(reply);
-                    order.push(Work::Store(Write::Clear, None)); // its place: the write is in `writes`
+                    Slot::Stored
                 }
-                other => order.push(other),
-            }
+                Work::Deliver(delivery) => Slot::Deliver(delivery),
+                Work::Notice(number, frame) => Slot::Notice(number, frame),
+                Work::Welcome(id) => Slot::Welcome(id),
+            });
         }
         if !writes.is_empty() {
             self.store.commit(&mut writes);
@@ -286,21 +296,23 @@ impl Hub {
         let mut newcomers: Vec<Uuid> = Vec::new();
         for slot in order {
             match slot {
-                Work::Notice(number, frame) => {
+                Slot::Notice(number, frame) => {
                     notices.push((number, frame));
                     continue;
                 }
-                Work::Welcome(id) => {
+                Slot::Welcome(id) => {
                     newcomers.push(id);
                     continue;
                 }
-                _ => {
+                // Anything else: the notices before it go first.
+                Slot::Deliver(delivery) => {
+                    room.tell_presence(&mut notices, &mut deliveries);
+                    deliveries.push(delivery);
+                    continue;
+                }
+                Slot::Stored => {
                     room.tell_presence(&mut notices, &mut deliveries);
                 }
-            }
-            if let Work::Deliver(delivery) = slot {
-                deliveries.push(delivery);
-                continue;
             }
             let Some(((write, frame), reply)) = stored.next() else {
                 break;
@@ -1713,6 +1725,16 @@ mod tests {
         serde_json::from_slice(&payload).unwrap()
     }
 
+    /// `name` connected to `hub`, past its opening frames.
+    fn joined(hub: &Hub, name: &str) -> (Outbox, TcpStream) {
+        let (outbox, mut client) = connection();
+        hub.join(&session(name), outbox.clone(), None, false);
+        for kind in ["welcome", "history", "offline"] {
+            assert_eq!(next_frame(&mut client)["type"], kind);
+        }
+        (outbox, client)
+    }
+
     fn session(name: &str) -> Session {
         Session {
             id: format!("{name}-session"),
@@ -1738,11 +1760,7 @@ mod tests {
         store.claim_name("bob", &bob);
         let hub = Arc::new(Hub::new(store.clone(), None));
         hub.start_fan_out().unwrap();
-        let (alice_outbox, mut alice) = connection();
-        hub.join(&session("alice"), alice_outbox.clone(), None, false);
-        for kind in ["welcome", "history", "offline"] {
-            assert_eq!(next_frame(&mut alice)["type"], kind);
-        }
+        let _alice = joined(&hub, "alice"); // someone to send from, online
 
         *crate::lock(&store.pause) = Some((took, go)); // pause bob's first inbox read
         let (bob_outbox, mut bob) = connection();
@@ -1814,11 +1832,7 @@ mod tests {
     fn a_connection_behind_gets_presence_when_it_catches_up() {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
         hub.start_fan_out().unwrap();
-        let (outbox, mut alice) = connection();
-        hub.join(&session("alice"), outbox.clone(), None, false);
-        for kind in ["welcome", "history", "offline"] {
-            assert_eq!(next_frame(&mut alice)["type"], kind);
-        }
+        let (outbox, mut alice) = joined(&hub, "alice");
         // alice stops reading; big frames fill her socket, then her queue.
         let text = "x".repeat(60_000);
         let big = ClientError::new(ErrorCode::BadRequest, text.as_str()).encode();
@@ -1862,11 +1876,7 @@ mod tests {
     fn presence_snapshots_merge_with_newer_events() {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
         hub.start_fan_out().unwrap();
-        let (outbox, mut alice) = connection();
-        hub.join(&session("alice"), outbox.clone(), None, false);
-        for kind in ["welcome", "history", "offline"] {
-            assert_eq!(next_frame(&mut alice)["type"], kind);
-        }
+        let (_outbox, mut alice) = joined(&hub, "alice");
 
         let before_event = Instant::now();
         hub.relay_presence("server-2", "carol", vec!["c1".into()], false);

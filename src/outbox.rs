@@ -27,6 +27,7 @@
 
 use crate::protocol::Encoded;
 use log::debug;
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
@@ -127,23 +128,24 @@ impl Outbox {
     /// Sends `frames` now if the socket takes them, else queues the rest.
     /// Never blocks on the socket. A closed or sealed outbox silently takes
     /// nothing; frames after a close frame are dropped.
-    pub fn push(&self, frames: &[Encoded]) -> Result<(), Full> {
-        self.push_all(&frames.iter().collect::<Vec<_>>())
-    }
-
-    /// [`Outbox::push`] of borrowed frames: the fan-out thread sends a
-    /// batch's frames to thousands of connections, and only those that
-    /// must wait in a queue are cloned.
-    pub fn push_all(&self, frames: &[&Encoded]) -> Result<(), Full> {
+    ///
+    /// Frames or references to them: the fan-out thread lends a batch's
+    /// frames to thousands of outboxes, and only those that must wait in a
+    /// queue are cloned.
+    pub fn push<F: Borrow<Encoded>>(&self, frames: &[F]) -> Result<(), Full> {
         let mut state = crate::lock(&self.shared.state);
         self.send_or_queue(&mut state, frames)
     }
 
-    fn send_or_queue(&self, state: &mut State, frames: &[&Encoded]) -> Result<(), Full> {
+    fn send_or_queue<F: Borrow<Encoded>>(
+        &self,
+        state: &mut State,
+        frames: &[F],
+    ) -> Result<(), Full> {
         if state.closed || state.sealed {
             return Ok(());
         }
-        let frames = match frames.iter().position(|frame| frame.is_close()) {
+        let frames = match frames.iter().position(|frame| frame.borrow().is_close()) {
             Some(close) => {
                 state.sealed = true;
                 &frames[..=close]
@@ -165,12 +167,15 @@ impl Outbox {
         if rest.is_empty() {
             return Ok(());
         }
-        let messages = rest.iter().filter(|f| f.notice().is_none()).count();
+        let messages = rest
+            .iter()
+            .filter(|f| (*f).borrow().notice().is_none())
+            .count();
         if state.queue.len() - state.notices + messages > OUTBOX_LEN {
             return Err(Full);
         }
         for frame in rest {
-            state.enqueue(frame);
+            state.enqueue(frame.borrow());
         }
         if !state.held {
             self.start_pump(state);
@@ -207,7 +212,6 @@ impl Outbox {
         let mut state = crate::lock(&self.shared.state);
         state.held = false;
         let waiting: Vec<Encoded> = state.take(usize::MAX);
-        let waiting: Vec<&Encoded> = waiting.iter().collect();
         if self.send_or_queue(&mut state, &waiting).is_err() {
             // More than OUTBOX_LEN frames before the client read a byte.
             drop(state);
@@ -285,14 +289,14 @@ impl Outbox {
 /// `set_nonblocking` would wake that reader with `WouldBlock`). No
 /// `MSG_NOSIGNAL` (it is Linux-only): Rust programs ignore SIGPIPE, so a
 /// closed peer is just `EPIPE`.
-fn send_now(socket: &TcpStream, frames: &[&Encoded]) -> io::Result<usize> {
+fn send_now<F: Borrow<Encoded>>(socket: &TcpStream, frames: &[F]) -> io::Result<usize> {
     let mut sent = 0;
     // A slice of [`BATCH_FRAMES`] at a time, as long as the socket takes
     // each whole: a storm's notices to one client are thousands.
     for chunk in frames.chunks(BATCH_FRAMES) {
         let slices: Vec<IoSlice> = chunk
             .iter()
-            .map(|frame| IoSlice::new(frame.bytes()))
+            .map(|frame| IoSlice::new(frame.borrow().bytes()))
             .collect();
         let offered: usize = slices.iter().map(|slice| slice.len()).sum();
         let took = send_some(socket, &slices)?;
@@ -321,12 +325,13 @@ fn send_some(socket: &TcpStream, slices: &[IoSlice]) -> io::Result<usize> {
 }
 
 /// How many whole frames `sent` bytes cover, and how far into the next.
-fn skip_sent(frames: &[&Encoded], mut sent: usize) -> (usize, usize) {
+fn skip_sent<F: Borrow<Encoded>>(frames: &[F], mut sent: usize) -> (usize, usize) {
     for (i, frame) in frames.iter().enumerate() {
-        if sent < frame.bytes().len() {
+        let len = frame.borrow().bytes().len();
+        if sent < len {
             return (i, sent);
         }
-        sent -= frame.bytes().len();
+        sent -= len;
     }
     (frames.len(), 0)
 }
@@ -392,7 +397,6 @@ mod tests {
     #[test]
     fn partly_sent_batches_resume_at_the_right_byte() {
         let frames = [frame(b"abc"), frame(b"de"), frame(b"fghi")];
-        let frames: Vec<&Encoded> = frames.iter().collect();
         assert_eq!(skip_sent(&frames, 0), (0, 0));
         assert_eq!(skip_sent(&frames, 4), (1, 1));
         assert_eq!(skip_sent(&frames, 5), (2, 0));

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
 /// Largest message a client may send (after reassembling fragments, or as
 /// a `POST /say` body): 64 KiB. Larger closes a WebSocket with 1009.
@@ -340,19 +340,16 @@ pub fn encode_welcome(welcome: &ServerFrame, users: &Arc<[u8]>) -> Vec<Encoded> 
     let at = json.find(FIELD).expect("a welcome has users") + FIELD.len();
     let (head, tail) = (&json[..at], &json[at + "[]".len()..]);
     let len = head.len() + users.len() + tail.len();
-    // The frame's header (RFC 6455 5.2: final text frame, unmasked).
-    let mut first = vec![0x81];
-    match len {
-        0..126 => first.push(len as u8),
-        126..=0xffff => {
-            first.push(126);
-            first.extend((len as u16).to_be_bytes());
-        }
-        _ => {
-            first.push(127);
-            first.extend((len as u64).to_be_bytes());
-        }
-    }
+    // The frame's header for the whole payload (final, text, unmasked),
+    // written by tungstenite as `encode` has it write a whole frame.
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let mut first = Vec::with_capacity(14 + head.len());
+    header
+        .format(len as u64, &mut first)
+        .expect("writing to a Vec cannot fail");
     first.extend(head.as_bytes());
     let piece = |bytes: Arc<[u8]>| Encoded {
         bytes,

@@ -654,38 +654,18 @@ async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
 /// The fixed load without, then during, a flood of password logins, on a
 /// fresh server; stops it.
 async fn login_flood(o: &Options, server: Server, epoch: Instant) -> Option<logins::LoginFlood> {
-    log(&format!(
-        "{}: logins: opening {} clients",
-        server.label, o.clients
-    ));
-    let stats = Stats::new(epoch);
-    let clients = match Clients::open(
-        server.addr,
-        o.clients,
-        1,
-        "c",
-        stats,
-        Duration::from_secs(60),
+    with_fixed_clients(
+        o,
+        server,
+        epoch,
+        "logins",
+        async |server, clients, window| {
+            let flood = logins::login_flood(server, clients, window).await;
+            log(&format!("logins: {}", report::logins_line(&flood)));
+            Some(flood)
+        },
     )
     .await
-    {
-        Ok(clients) => clients,
-        Err(e) => {
-            log(&format!("{}: cannot open the clients: {e}", server.label));
-            server.stop();
-            return None;
-        }
-    };
-    clients
-        .stats
-        .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
-        .await;
-    let window = Duration::from_secs(if o.quick { 3 } else { 10 });
-    let flood = logins::login_flood(&server, &clients, window).await;
-    log(&format!("logins: {}", report::logins_line(&flood)));
-    clients.close();
-    server.stop();
-    Some(flood)
 }
 
 /// Opens the fixed load's clients on `server`, runs `run` with them and the

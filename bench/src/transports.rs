@@ -437,15 +437,19 @@ async fn measure(
         async |seq| sends.push(send(seq)),
     );
     let sampler = async {
+        // What the window is measured by: read at its start and its end.
+        let sample = || {
+            (
+                stats.bytes(),
+                stats.requests(),
+                server.cpu_time(),
+                Instant::now(),
+                crate::procs::own_cpu_time(),
+                crate::procs::core_busy(crate::SERVER_CORE),
+            )
+        };
         tokio::time::sleep_until(t0 + WARMUP).await;
-        let before = (
-            stats.bytes(),
-            stats.requests(),
-            server.cpu_time(),
-            Instant::now(),
-            crate::procs::own_cpu_time(),
-            crate::procs::core_busy(crate::SERVER_CORE),
-        );
+        let before = sample();
         let end = t0 + WARMUP + load.window;
         let mut threads = Vec::new();
         while tokio::time::Instant::now() < end {
@@ -453,14 +457,7 @@ async fn measure(
             let next = (tokio::time::Instant::now() + Duration::from_millis(100)).min(end);
             tokio::time::sleep_until(next).await;
         }
-        let after = (
-            stats.bytes(),
-            stats.requests(),
-            server.cpu_time(),
-            Instant::now(),
-            crate::procs::own_cpu_time(),
-            crate::procs::core_busy(crate::SERVER_CORE),
-        );
+        let after = sample();
         (before, after, threads)
     };
     let (_, (before, after, threads)) = tokio::join!(pacer, sampler);

@@ -34,17 +34,23 @@ async function waitBadge(page, name, text) {
   }
 }
 
+// A page per name, each logged in, in that order.
+async function loggedIn(...names) {
+  const pages = [];
+  for (const name of names) {
+    const page = await person();
+    await logIn(page, chat.server, name);
+    pages.push(page);
+  }
+  return pages;
+}
+
 function waitTitle(page, title) {
   return page.waitForFunction((want) => document.title === want, title, { timeout: WAIT_MS });
 }
 
 test('unread counts move in the other conversations, reset when one is opened, and survive a reload', async () => {
-  const alice = await person();
-  const bob = await person();
-  const carol = await person();
-  await logIn(alice, chat.server, 'alice');
-  await logIn(bob, chat.server, 'bob');
-  await logIn(carol, chat.server, 'carol');
+  const [alice, bob, carol] = await loggedIn('alice', 'bob', 'carol');
 
   // alice is in her conversation with bob; the room and carol write to her.
   await openConversation(alice, 'bob');
@@ -89,10 +95,7 @@ test('unread counts move in the other conversations, reset when one is opened, a
 });
 
 test('typing @ offers the people online; a mention is highlighted and counted as one', async () => {
-  const alice = await person();
-  const bob = await person();
-  await logIn(alice, chat.server, 'alice');
-  await logIn(bob, chat.server, 'bob');
+  const [alice, bob] = await loggedIn('alice', 'bob');
   await openConversation(alice, 'bob'); // away from the room
 
   // bob types "@a", picks alice with the keyboard, and sends.
@@ -122,12 +125,7 @@ test('typing @ offers the people online; a mention is highlighted and counted as
 });
 
 test('typing shows for the partner, in the room and privately, and goes away', async () => {
-  const alice = await person();
-  const bob = await person();
-  const carol = await person();
-  await logIn(alice, chat.server, 'alice');
-  await logIn(bob, chat.server, 'bob');
-  await logIn(carol, chat.server, 'carol');
+  const [alice, bob, carol] = await loggedIn('alice', 'bob', 'carol');
 
   // In the room: everyone else sees it, then it goes a few seconds later.
   await bob.locator('#composer-input').pressSequentially('thinking');
@@ -151,10 +149,7 @@ test('typing shows for the partner, in the room and privately, and goes away', a
 });
 
 test('someone offline now, with an earlier conversation, is listed and can be written to', async () => {
-  const alice = await person();
-  const bob = await person();
-  await logIn(alice, chat.server, 'alice');
-  await logIn(bob, chat.server, 'bob');
+  const [alice, bob] = await loggedIn('alice', 'bob');
   await openConversation(alice, 'bob');
   await say(alice, 'see you later');
   await openConversation(bob, 'alice');
