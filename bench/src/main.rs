@@ -557,33 +557,28 @@ fn start_server(
 /// Fixed load, then the saturation search, on one server and one set of
 /// clients; stops the server.
 async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
-    let mut results = Fanout::default();
-    let stats = Stats::new(epoch);
-    log(&format!("{}: opening {} clients", server.label, o.clients));
-    let clients = match Clients::open(
-        server.addr,
-        o.clients,
-        1,
-        "c",
-        stats,
-        Duration::from_secs(60),
+    with_fixed_clients(
+        o,
+        server,
+        epoch,
+        "fan-out",
+        async |server, clients, window| {
+            Some(fixed_then_saturation(o, server, clients, window).await)
+        },
     )
     .await
-    {
-        Ok(clients) => clients,
-        Err(e) => {
-            log(&format!("{}: cannot open the clients: {e}", server.label));
-            server.stop();
-            return results;
-        }
-    };
-    clients
-        .stats
-        .wait_quiet(Duration::from_millis(300), Duration::from_secs(10))
-        .await;
+    .unwrap_or_default()
+}
 
-    let window = Duration::from_secs(if o.quick { 3 } else { 10 });
-    let fixed = load::run_step(&clients, 20.0, 10, Duration::from_secs(1), window).await;
+/// [`fan_out`]'s two parts, on clients already open.
+async fn fixed_then_saturation(
+    o: &Options,
+    server: &Server,
+    clients: &Clients,
+    window: Duration,
+) -> Fanout {
+    let mut results = Fanout::default();
+    let fixed = load::run_step(clients, 20.0, 10, Duration::from_secs(1), window).await;
     log(&format!(
         "{}: fixed load: {}",
         server.label,
@@ -611,8 +606,7 @@ async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
         if senders > clients.len() {
             break;
         }
-        let mut step =
-            load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
+        let mut step = load::run_step(clients, rate, senders, Duration::from_secs(1), window).await;
         log(&format!("{}: {}", server.label, report::step_line(&step)));
         if !step.passes() && step.dropped_clients == 0 {
             // These machines are noisy: a failed step gets one more try.
@@ -620,7 +614,7 @@ async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
                 .stats
                 .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
                 .await;
-            step = load::run_step(&clients, rate, senders, Duration::from_secs(1), window).await;
+            step = load::run_step(clients, rate, senders, Duration::from_secs(1), window).await;
             log(&format!(
                 "{}: again: {}",
                 server.label,
@@ -646,8 +640,6 @@ async fn fan_out(o: &Options, server: Server, epoch: Instant) -> Fanout {
             .wait_quiet(Duration::from_millis(300), Duration::from_secs(5))
             .await;
     }
-    clients.close();
-    server.stop();
     results
 }
 
