@@ -286,8 +286,6 @@ fn run(
         hub,
         id: outbox.id(),
     };
-    // No `release` here: the fan-out thread sends the welcome first, then
-    // releases the outbox (`Work::Welcome` in hub.rs).
     info!("{peer} {:?} connected", session.name);
     let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
     drop(registration);
@@ -471,6 +469,7 @@ mod tests {
     #[test]
     fn a_panicking_connection_leaves_the_hub() {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
+        hub.start_fan_out().unwrap(); // it makes the welcome `join` waits for
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();

@@ -23,14 +23,13 @@
 use crate::outbox::Outbox;
 use crate::protocol::Encoded;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How soon the thread comes back, with no new work, when the hub asks
-/// ([`FanOut::come_back`]): connections behind on presence notices are
-/// looked at again this often until they have caught up.
+/// How soon the thread comes back, with no new work, for connections
+/// behind on presence notices ([`Prepared::come_back`]): they are looked
+/// at again this often until they have caught up.
 pub const COME_BACK_AFTER: Duration = Duration::from_millis(50);
 
 /// A batch with more work items than this is a storm (a class arriving):
@@ -45,6 +44,16 @@ pub struct Delivery {
     pub to: Vec<Outbox>,
 }
 
+/// What the hub's `prepare` made of a batch.
+pub struct Prepared {
+    /// To send now, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Call `prepare` again within this long even if no work comes: zero
+    /// when it has more to send at once, [`COME_BACK_AFTER`] when it waits
+    /// for slow clients to catch up.
+    pub come_back: Option<Duration>,
+}
+
 /// The queue between the hub and the fan-out thread, of the hub's work
 /// items (`hub::Work`).
 pub struct FanOut<W> {
@@ -52,8 +61,6 @@ pub struct FanOut<W> {
     queue: Mutex<Vec<W>>,
     /// Wakes the fan-out thread when the queue stops being empty.
     ready: Condvar,
-    /// The hub wants a call (with no work) after [`COME_BACK_AFTER`].
-    again: AtomicBool,
 }
 
 impl<W> Default for FanOut<W> {
@@ -61,7 +68,6 @@ impl<W> Default for FanOut<W> {
         FanOut {
             queue: Mutex::default(),
             ready: Condvar::new(),
-            again: AtomicBool::new(false),
         }
     }
 }
@@ -76,18 +82,12 @@ impl<W: Send + 'static> FanOut<W> {
         self.ready.notify_one();
     }
 
-    /// Asks for one more call of `prepare` soon even if no work comes
-    /// (from `prepare`, on the fan-out thread).
-    pub fn come_back(&self) {
-        self.again.store(true, Ordering::Relaxed);
-    }
-
     /// Starts the `fan-out` thread. `prepare` turns a batch of work into
     /// deliveries (storing what must be stored first); `drop_slow` gets the
     /// outboxes that overflowed (the hub drops their connections).
     pub fn start(
         self: &std::sync::Arc<Self>,
-        prepare: impl Fn(Vec<W>) -> Vec<Delivery> + Send + 'static,
+        prepare: impl Fn(Vec<W>) -> Prepared + Send + 'static,
         drop_slow: impl Fn(Vec<Outbox>) + Send + 'static,
     ) -> std::io::Result<()> {
         let fan_out = self.clone();
@@ -97,15 +97,16 @@ impl<W: Send + 'static> FanOut<W> {
             .map(drop)
     }
 
-    fn run(&self, prepare: impl Fn(Vec<W>) -> Vec<Delivery>, drop_slow: impl Fn(Vec<Outbox>)) {
+    fn run(&self, prepare: impl Fn(Vec<W>) -> Prepared, drop_slow: impl Fn(Vec<Outbox>)) {
         let mut storm_since_trim = false;
+        let mut again: Option<Duration> = None;
         loop {
             let batch = {
                 let queue = crate::lock(&self.queue);
-                let wait = match (self.again.swap(false, Ordering::Relaxed), storm_since_trim) {
-                    (true, _) => Some(COME_BACK_AFTER),
-                    (false, true) => Some(TRIM_AFTER),
-                    (false, false) => None,
+                let wait = match (again.take(), storm_since_trim) {
+                    (Some(again), _) => Some(again),
+                    (None, true) => Some(TRIM_AFTER),
+                    (None, false) => None,
                 };
                 let mut queue = match wait {
                     Some(wait) => {
@@ -130,8 +131,11 @@ impl<W: Send + 'static> FanOut<W> {
             // One thread sends for everyone: a bug hit while sending one
             // batch must not silence the chat. (Outboxes stay consistent:
             // each push holds its own lock.)
-            let sent =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(prepare(batch))));
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let prepared = prepare(batch);
+                again = prepared.come_back;
+                send(prepared.deliveries)
+            }));
             match sent {
                 Ok(slow) if !slow.is_empty() => drop_slow(slow),
                 Ok(_) => {}

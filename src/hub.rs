@@ -25,7 +25,7 @@
 //! an [`EventSink`] for what the other servers must hear (`cluster.rs`
 //! implements it).
 
-use crate::fanout::{Delivery, FanOut};
+use crate::fanout::{COME_BACK_AFTER, Delivery, FanOut, Prepared};
 use crate::names;
 use crate::now_ms;
 use crate::outbox::{OUTBOX_LEN, Outbox};
@@ -38,6 +38,7 @@ use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -66,6 +67,24 @@ pub const CLOSE_RELEASED: u16 = 4002;
 /// accepted (while it was offline) but not yet stored: a commit takes at
 /// most about the store's timeout.
 const INBOX_COMMIT_WAIT: Duration = Duration::from_secs(3);
+
+/// Presence notices one batch of the fan-out sends at most, counted once
+/// per recipient. A class arriving at once makes N²/2 of them (12 million
+/// for 5,000 people); a room message sent meanwhile waits for one slice,
+/// not for the storm. 32,768 notices are about 2 MiB of sends: a few
+/// milliseconds of the fan-out thread.
+const PRESENCE_SLICE: usize = 32 * 1024;
+
+/// Why [`Room::tell_presence`] left some connection for later (ordered:
+/// the last one says how soon the fan-out must come back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unfinished {
+    No,
+    /// Some outbox is behind: look again in a while ([`COME_BACK_AFTER`]).
+    Behind,
+    /// The batch's [`PRESENCE_SLICE`] is spent: go on right away.
+    SliceSpent,
+}
 
 pub struct Hub {
     /// The hub lock (see the module doc).
@@ -98,8 +117,10 @@ pub enum Work {
     Notice(u64, Encoded),
     /// A newcomer (by id) waiting for its `welcome`. The fan-out thread
     /// makes the welcomes of a whole batch of newcomers at once: who is
-    /// online is encoded once for all of them, not once per join.
-    Welcome(Uuid),
+    /// online is encoded once for all of them, not once per join. Then it
+    /// tells the newcomer's own thread, waiting in [`Hub::join`], which
+    /// sends it.
+    Welcome(Uuid, SyncSender<()>),
 }
 
 /// Where a `POST /say` waits for its sender's copy.
@@ -245,7 +266,10 @@ impl Hub {
         self.fan_out.start(
             move |work| match for_prepare.upgrade() {
                 Some(hub) => hub.prepare(work),
-                None => Vec::new(),
+                None => Prepared {
+                    deliveries: Vec::new(),
+                    come_back: None,
+                },
             },
             move |slow| {
                 if let Some(hub) = for_slow.upgrade() {
@@ -258,14 +282,14 @@ impl Hub {
     /// On the fan-out thread: stores the messages of a batch of work in one
     /// commit (no lock held), then, under the hub lock, keeps them and
     /// decides who gets them, in the order they were accepted.
-    fn prepare(&self, batch: Vec<Work>) -> Vec<Delivery> {
+    fn prepare(&self, batch: Vec<Work>) -> Prepared {
         /// A work item's place in the batch; the writes go to the store
         /// together, so a stored one's place is just that.
         enum Slot {
             Deliver(Delivery),
             Stored,
             Notice(u64, Encoded),
-            Welcome(Uuid),
+            Welcome(Uuid, SyncSender<()>),
         }
         let mut writes: Vec<Write> = Vec::new();
         let mut replies: Vec<Option<Reply>> = Vec::new();
@@ -279,7 +303,7 @@ impl Hub {
                 }
                 Work::Deliver(delivery) => Slot::Deliver(delivery),
                 Work::Notice(number, frame) => Slot::Notice(number, frame),
-                Work::Welcome(id) => Slot::Welcome(id),
+                Work::Welcome(id, made) => Slot::Welcome(id, made),
             });
         }
         if !writes.is_empty() {
@@ -293,25 +317,28 @@ impl Hub {
         // Consecutive presence notices, sent together (in their place in
         // the batch's order), and the newcomers to welcome.
         let mut notices: Vec<(u64, Encoded)> = Vec::new();
+        let mut slice = PRESENCE_SLICE;
         let mut newcomers: Vec<Uuid> = Vec::new();
+        let mut welcomes_made: Vec<SyncSender<()>> = Vec::new();
         for slot in order {
             match slot {
                 Slot::Notice(number, frame) => {
                     notices.push((number, frame));
                     continue;
                 }
-                Slot::Welcome(id) => {
+                Slot::Welcome(id, made) => {
                     newcomers.push(id);
+                    welcomes_made.push(made);
                     continue;
                 }
                 // Anything else: the notices before it go first.
                 Slot::Deliver(delivery) => {
-                    room.tell_presence(&mut notices, &mut deliveries);
+                    room.tell_presence(&mut notices, &mut slice, &mut deliveries);
                     deliveries.push(delivery);
                     continue;
                 }
                 Slot::Stored => {
-                    room.tell_presence(&mut notices, &mut deliveries);
+                    room.tell_presence(&mut notices, &mut slice, &mut deliveries);
                 }
             }
             let Some(((write, frame), reply)) = stored.next() else {
@@ -368,21 +395,28 @@ impl Hub {
         }
         // Always, even with no new notice: connections that were behind
         // may have caught up (the fan-out thread comes back for them).
-        if room.tell_presence(&mut notices, &mut deliveries) {
-            self.fan_out.come_back();
-        }
-        let welcomed = room.welcome(&newcomers);
+        let come_back = match room.tell_presence(&mut notices, &mut slice, &mut deliveries) {
+            Unfinished::No => None,
+            Unfinished::Behind => Some(COME_BACK_AFTER),
+            Unfinished::SliceSpent => Some(Duration::ZERO),
+        };
+        room.welcome(&newcomers);
         room.wake_polls();
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
         self.stored.notify_all();
-        // Their welcome is first in their queues now: send it, and what
-        // their join queued behind it (outside the lock: this is I/O).
-        for outbox in welcomed {
-            outbox.release();
+        // Their welcome is first in their queues now: each newcomer's own
+        // thread sends it (`Hub::join`). Not this one: a class arriving
+        // means thousands of welcomes listing everyone (100 MiB at 5,000
+        // people), and a room message sent meanwhile must not wait for them.
+        for made in welcomes_made {
+            let _ = made.send(());
         }
-        deliveries
+        Prepared {
+            deliveries,
+            come_back,
+        }
     }
 
     /// Drops connections whose outbox overflowed, then kicks them.
@@ -439,10 +473,12 @@ impl Hub {
 
     /// Registers a new connection (by its outbox's id) and queues its first
     /// frames in its outbox, which must be held: `history` and `offline`
-    /// now, and the fan-out thread puts the `welcome` before them and
-    /// releases the outbox (see [`Work::Welcome`]). With `after` (the last
-    /// seq the client saw), the history holds only what came later. Tells
-    /// everyone else when the name comes online.
+    /// now, and the fan-out thread puts the `welcome` before them (see
+    /// [`Work::Welcome`]). Returns once the welcome is made (by the fan-out
+    /// thread, which must be running), having released the outbox: sent
+    /// what waits in it, on the calling thread.
+    /// With `after` (the last seq the client saw), the history holds only
+    /// what came later. Tells everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>, host: bool) {
         let id = outbox.id();
         let name = session.name.as_str();
@@ -452,6 +488,7 @@ impl Hub {
         // `offline` too, and left out of `private`.
         let conversation = self.store.conversation(name);
         let offline = self.store.take_inbox(name);
+        let (welcome_made, welcome) = sync_channel(1);
         let wait_for = self.update(|room, out| {
             let was_online = room.is_online(name);
             *room.local.entry(name.to_string()).or_default() += 1;
@@ -486,7 +523,7 @@ impl Hub {
             };
             let offline = encode(&ServerFrame::Offline { messages: &offline });
             outbox.queue_held(&[history, offline]); // the welcome goes first
-            out.push(Work::Welcome(id));
+            out.push(Work::Welcome(id, welcome_made));
             room.announce(name, was_online, out);
             self.publish_presence(room, name);
             room.inbox_waits.get(name).copied()
@@ -511,6 +548,13 @@ impl Hub {
                     );
                 }
             });
+        }
+        // The fan-out thread makes the welcome, with all the others of its
+        // batch; this thread sends it. A batch lost to a panic drops the
+        // sender: no welcome will come, so the connection ends.
+        match welcome.recv() {
+            Ok(()) => outbox.release(),
+            Err(_) => outbox.kick(),
         }
     }
 
@@ -1375,7 +1419,7 @@ impl Room {
     /// Adds `run` (new notices, taken) to the presence log and decides who
     /// gets what: each welcomed connection the notices after its `since`,
     /// coalesced ([`coalesce`]), in one delivery per distinct `since`.
-    /// Returns whether a connection was left out for being behind.
+    /// Returns whether some connection was left for later, and why.
     ///
     /// A connection with frames still queued (its client reads slower than
     /// a storm of joins comes) gets no more notices until it has caught up:
@@ -1383,35 +1427,64 @@ impl Room {
     /// everyone, and once it is ready it gets them all at once, coalesced.
     /// So a client behind costs a number, not a queue of notices growing
     /// with the room, and its messages do not wait behind them.
+    ///
+    /// A batch sends at most [`PRESENCE_SLICE`] notices in all (`slice` is
+    /// what is left of it), to the connections furthest behind first; the
+    /// others keep their `since` for the next batch. So a room message
+    /// waits for one slice of a storm's notices, not for all of them.
     fn tell_presence(
         &mut self,
         run: &mut Vec<(u64, Encoded)>,
+        slice: &mut usize,
         deliveries: &mut Vec<Delivery>,
-    ) -> bool {
+    ) -> Unfinished {
         self.presence.extend(run.drain(..));
         let Some(&(last, _)) = self.presence.back() else {
-            return false;
+            return Unfinished::No;
         };
-        let mut from: BTreeMap<u64, Vec<Outbox>> = BTreeMap::new();
-        let mut behind = false;
+        // Who is ready for notices, by `since`: the furthest behind first.
+        let mut ready: BTreeMap<u64, Vec<Uuid>> = BTreeMap::new();
+        let mut unfinished = Unfinished::No;
         let mut oldest = last; // the lowest `since` left: the log keeps what is after it
-        for client in self.clients.values_mut() {
+        for (id, client) in &self.clients {
             let Some(since) = client.since.filter(|since| *since < last) else {
                 continue;
             };
             if client.outbox.is_behind() {
-                behind = true;
+                unfinished = unfinished.max(Unfinished::Behind);
                 oldest = oldest.min(since);
                 continue;
             }
-            from.entry(since).or_default().push(client.outbox.clone());
-            client.since = Some(last);
+            ready.entry(since).or_default().push(*id);
         }
-        for (since, to) in from {
+        for (since, ids) in ready {
+            if *slice == 0 {
+                // The slice is spent: the rest keep their `since`, and the
+                // fan-out comes back for them right after this batch.
+                unfinished = Unfinished::SliceSpent;
+                oldest = oldest.min(since);
+                continue;
+            }
             let first = self
                 .presence
                 .partition_point(|(number, _)| *number <= since);
             let frames = coalesce(self.presence.range(first..));
+            // As many of this `since` as the slice allows (at least one).
+            let take = match frames.len() {
+                0 => ids.len(), // all coalesced away: nothing to send
+                n => ids.len().min(slice.div_ceil(n)),
+            };
+            *slice = slice.saturating_sub(take * frames.len());
+            if take < ids.len() {
+                unfinished = Unfinished::SliceSpent;
+                oldest = oldest.min(since);
+            }
+            let mut to = Vec::with_capacity(take);
+            for id in &ids[..take] {
+                let client = self.clients.get_mut(id).expect("listed just now");
+                client.since = Some(last);
+                to.push(client.outbox.clone());
+            }
             if !frames.is_empty() {
                 deliveries.push(Delivery { frames, to });
             }
@@ -1423,15 +1496,15 @@ impl Room {
         {
             self.presence.pop_front();
         }
-        behind
+        unfinished
     }
 
     /// Makes the `welcome` of each newcomer of a batch and queues it first
-    /// in its (held) outbox; returns those outboxes, to be released. Who is
-    /// online is encoded once for the whole batch.
-    fn welcome(&mut self, newcomers: &[Uuid]) -> Vec<Outbox> {
+    /// in its (held) outbox. Who is online is encoded once for the whole
+    /// batch.
+    fn welcome(&mut self, newcomers: &[Uuid]) {
         if newcomers.is_empty() {
-            return Vec::new();
+            return;
         }
         let users: Arc<[u8]> = serde_json::to_vec(&self.everyone())
             .expect("names serialize")
@@ -1448,7 +1521,6 @@ impl Room {
             })
             .collect();
         let banned: Vec<&str> = self.banned.iter().map(String::as_str).collect();
-        let mut welcomed = Vec::with_capacity(newcomers.len());
         for id in newcomers {
             let Some(client) = self.clients.get(id) else {
                 continue; // gone already
@@ -1465,7 +1537,6 @@ impl Room {
             client
                 .outbox
                 .queue_first_held(&encode_welcome(&welcome, &users));
-            welcomed.push(client.outbox.clone());
         }
         let since = self.notices;
         for id in newcomers {
@@ -1473,7 +1544,6 @@ impl Room {
                 client.since = Some(since);
             }
         }
-        welcomed
     }
 
     /// Decides that `frame` goes to every client `to` selects (none: no
@@ -1867,6 +1937,59 @@ mod tests {
             .collect();
         assert_eq!(joined, odd, "only those still online, in order");
         assert!(left.is_empty(), "nobody she saw left: {left:?}");
+    }
+
+    /// A batch sends at most its slice of notices, furthest behind first;
+    /// the rest keep their place in the log and get theirs in the next
+    /// batch, which the fan-out is asked to make at once.
+    #[test]
+    fn presence_goes_out_in_slices_furthest_behind_first() {
+        use crate::protocol::encode_notice;
+        let mut room = Room::default();
+        let mut client = |name: &str, since: u64| {
+            let (outbox, socket) = connection();
+            outbox.release(); // welcomed: no longer held
+            let id = outbox.id();
+            let client = Client {
+                name: name.into(),
+                session_id: format!("{name}-session"),
+                host: false,
+                outbox,
+                since: Some(since),
+            };
+            room.clients.insert(id, client);
+            (id, socket)
+        };
+        let (ann, _a) = client("ann", 0);
+        let (bob, _b) = client("bob", 5);
+        let (cid, _c) = client("cid", 5);
+        let mut run: Vec<(u64, Encoded)> = (1..=10)
+            .map(|n| (n, encode_notice(&format!("n{n}"), true, false, 1)))
+            .collect();
+        let told = |deliveries: &[Delivery]| -> Vec<(Uuid, usize)> {
+            let each = deliveries
+                .iter()
+                .flat_map(|d| d.to.iter().map(|o| (o.id(), d.frames.len())));
+            each.collect()
+        };
+
+        let (mut slice, mut deliveries) = (12, Vec::new());
+        let left = room.tell_presence(&mut run, &mut slice, &mut deliveries);
+        assert_eq!(left, Unfinished::SliceSpent);
+        let first = told(&deliveries);
+        assert_eq!(first[0], (ann, 10), "the furthest behind first, all 10");
+        assert_eq!(first.len(), 2, "then one of the two at 5: {first:?}");
+        assert_eq!(first[1].1, 5);
+        assert_eq!(room.presence.len(), 5, "the log keeps what is still owed");
+
+        let (mut slice, mut deliveries) = (12, Vec::new());
+        let left = room.tell_presence(&mut run, &mut slice, &mut deliveries);
+        assert_eq!(left, Unfinished::No);
+        let second = told(&deliveries);
+        let other = if first[1].0 == bob { cid } else { bob };
+        assert_eq!(second, vec![(other, 5)], "the other one, next batch");
+        assert!(room.presence.is_empty(), "everyone has everything");
+        assert!(room.clients.values().all(|c| c.since == Some(10)));
     }
 
     /// Another server's presence: a snapshot read *before* an event does
