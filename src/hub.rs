@@ -75,13 +75,6 @@ const INBOX_COMMIT_WAIT: Duration = Duration::from_secs(3);
 /// milliseconds of the fan-out thread.
 const PRESENCE_SLICE: usize = 32 * 1024;
 
-/// Newcomers one batch of the fan-out welcomes at most. Each newcomer's
-/// thread then sends its welcome (which lists everyone: 50 KiB at 5,000
-/// people); woken together, thousands of them would take the core from
-/// the fan-out thread for a quarter of a second, and a room message with
-/// it. The rest are welcomed in the next batch, made at once.
-const WELCOME_SLICE: usize = 128;
-
 /// Why [`Room::tell_presence`] left some connection for later (ordered:
 /// the last one says how soon the fan-out must come back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -221,9 +214,6 @@ struct Room {
     /// The notices some welcomed connection has not been given yet, oldest
     /// first: one copy for everyone (see [`Room::tell_presence`]).
     presence: VecDeque<(u64, Encoded)>,
-    /// Newcomers waiting for their `welcome`, oldest first, and how to
-    /// tell each one's thread that it is made (see [`WELCOME_SLICE`]).
-    to_welcome: VecDeque<(Uuid, SyncSender<()>)>,
     /// Held long polls asleep, by ticket: each has its own condvar, woken
     /// only when a delivery is for it ([`Room::wake_polls`]).
     sleeping: HashMap<u64, SleepingPoll>,
@@ -328,7 +318,8 @@ impl Hub {
         // the batch's order), and the newcomers to welcome.
         let mut notices: Vec<(u64, Encoded)> = Vec::new();
         let mut slice = PRESENCE_SLICE;
-        let mut newcomers: Vec<(Uuid, SyncSender<()>)> = Vec::new();
+        let mut newcomers: Vec<Uuid> = Vec::new();
+        let mut welcomes_made: Vec<SyncSender<()>> = Vec::new();
         for slot in order {
             match slot {
                 Slot::Notice(number, frame) => {
@@ -336,7 +327,8 @@ impl Hub {
                     continue;
                 }
                 Slot::Welcome(id, made) => {
-                    newcomers.push((id, made));
+                    newcomers.push(id);
+                    welcomes_made.push(made);
                     continue;
                 }
                 // Anything else: the notices before it go first.
@@ -403,16 +395,12 @@ impl Hub {
         }
         // Always, even with no new notice: connections that were behind
         // may have caught up (the fan-out thread comes back for them).
-        let mut come_back = match room.tell_presence(&mut notices, &mut slice, &mut deliveries) {
+        let come_back = match room.tell_presence(&mut notices, &mut slice, &mut deliveries) {
             Unfinished::No => None,
             Unfinished::Behind => Some(COME_BACK_AFTER),
             Unfinished::SliceSpent => Some(Duration::ZERO),
         };
-        room.to_welcome.extend(newcomers);
-        let welcomed = room.welcome();
-        if !room.to_welcome.is_empty() {
-            come_back = Some(Duration::ZERO);
-        }
+        room.welcome(&newcomers);
         room.wake_polls();
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
@@ -422,7 +410,7 @@ impl Hub {
         // thread sends it (`Hub::join`). Not this one: a class arriving
         // means thousands of welcomes listing everyone (100 MiB at 5,000
         // people), and a room message sent meanwhile must not wait for them.
-        for made in welcomed {
+        for made in welcomes_made {
             let _ = made.send(());
         }
         Prepared {
@@ -1511,15 +1499,12 @@ impl Room {
         unfinished
     }
 
-    /// Makes the `welcome` of the next [`WELCOME_SLICE`] newcomers and
-    /// queues each first in its (held) outbox; returns how to tell their
-    /// threads. Who is online is encoded once for all of them.
-    fn welcome(&mut self) -> Vec<SyncSender<()>> {
-        let take = self.to_welcome.len().min(WELCOME_SLICE);
-        let (newcomers, made): (Vec<Uuid>, Vec<SyncSender<()>>) =
-            self.to_welcome.drain(..take).unzip();
+    /// Makes the `welcome` of each newcomer of a batch and queues it first
+    /// in its (held) outbox. Who is online is encoded once for the whole
+    /// batch.
+    fn welcome(&mut self, newcomers: &[Uuid]) {
         if newcomers.is_empty() {
-            return made;
+            return;
         }
         let users: Arc<[u8]> = serde_json::to_vec(&self.everyone())
             .expect("names serialize")
@@ -1536,7 +1521,7 @@ impl Room {
             })
             .collect();
         let banned: Vec<&str> = self.banned.iter().map(String::as_str).collect();
-        for id in &newcomers {
+        for id in newcomers {
             let Some(client) = self.clients.get(id) else {
                 continue; // gone already
             };
@@ -1554,12 +1539,11 @@ impl Room {
                 .queue_first_held(&encode_welcome(&welcome, &users));
         }
         let since = self.notices;
-        for id in &newcomers {
+        for id in newcomers {
             if let Some(client) = self.clients.get_mut(id) {
                 client.since = Some(since);
             }
         }
-        made
     }
 
     /// Decides that `frame` goes to every client `to` selects (none: no
