@@ -548,14 +548,8 @@ impl Hub {
     ) -> Result<(), ClientError> {
         let from = session.name.as_str();
         match frame {
-            ClientFrame::Say { text, file } => {
-                let file = self.attachment(file)?;
-                self.say(from, text, file, reply)
-            }
-            ClientFrame::Whisper { to, text, file } => {
-                let file = self.attachment(file)?;
-                self.whisper(from, &to, text, file, reply)
-            }
+            ClientFrame::Say { text, file } => self.say(from, text, file, reply),
+            ClientFrame::Whisper { to, text, file } => self.whisper(from, &to, text, file, reply),
             ClientFrame::Delete { id } => self.delete(from, &id),
             ClientFrame::Host(action) => self.host_action(from, host, action),
             ClientFrame::Typing { to } => {
@@ -607,9 +601,10 @@ impl Hub {
         &self,
         from: &str,
         text: String,
-        file: Option<FileRef>,
+        file: Option<String>,
         reply: Option<Reply>,
     ) -> Result<(), ClientError> {
+        let file = self.attachment(file)?;
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
@@ -639,16 +634,31 @@ impl Hub {
         from: &str,
         to: &str,
         text: String,
-        file: Option<FileRef>,
+        file: Option<String>,
         reply: Option<Reply>,
     ) -> Result<(), ClientError> {
         // Ask the store before taking the lock: it may do I/O. `to` is
         // compared by its key: the message goes to the name's display form.
+        let file = self.attachment(file)?;
         let Some(to) = self.known_name(to) else {
             let reason = format!("Nobody called {to:?} is here or has claimed that name.");
             return Err(ClientError::new(ErrorCode::UnknownUser, reason));
         };
-        let to = to.as_str();
+        self.send_private(from, &to, text, file, reply)
+    }
+
+    /// [`Hub::whisper`] to a known name. A call of its own, whose large
+    /// frame is not under the store's lookups (a connection thread keeps
+    /// the deepest stack page it touched: see `connection::run`).
+    #[inline(never)]
+    fn send_private(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+        file: Option<FileRef>,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
         let message = PrivateMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
