@@ -8,7 +8,7 @@ ARGS ?=
 # The Redis used by `make run-redis` (started here when none answers).
 REDIS_PORT ?= 6379
 
-.PHONY: run run-redis test test-rust test-e2e lint deps fuzz soak bench
+.PHONY: run run-redis test test-rust test-e2e lint deps fuzz soak memory bench
 
 run:
 	$(CARGO) run --release -- $(ARGS)
@@ -49,6 +49,13 @@ fuzz:
 # each has the machine. Prints threads, memory and real users' round trips.
 soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture --test-threads=1
+
+# What an idle WebSocket connection costs the server (Linux): PEOPLE
+# (1,000 by default) log in, connect, some say something, all answer a
+# heartbeat; then the resident stack pages of each connection thread and
+# the RSS per connection. About 15 seconds (tests/memory.rs).
+memory:
+	$(CARGO) test --release --test memory -- --ignored --nocapture
 
 # Fan-out, latency, capacity and join time, against the same-run limit of
 # this machine (bench/README.md), memory store and Redis, logins, transports,

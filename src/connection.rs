@@ -2,9 +2,10 @@
 //! connection's own thread (like `serveWs` and `readPump` in gorilla's
 //! `client.go`).
 //!
-//! [`upgrade`] checks a `GET /ws` (Origin, session, the RFC 6455 headers),
-//! answers `101` by hand (so one HTTP parser serves every route and the
-//! refusals stay plain HTTP), and the thread goes on as the read pump.
+//! [`accept`] checks a `GET /ws` (Origin, session, the RFC 6455 headers)
+//! and answers `101` by hand (so one HTTP parser serves every route and the
+//! refusals stay plain HTTP); the thread then goes on as the read pump
+//! ([`run`]).
 //!
 //! Concurrency rule: the read pump is the only reader of the socket; it
 //! never writes it. A sync `WebSocket` cannot be read in one thread and
@@ -12,6 +13,10 @@
 //! runs over [`ReadHalf`], whose `Write` hands tungstenite's automatic
 //! pongs and close replies to the connection's [`Outbox`] (`outbox.rs`),
 //! through which every frame for this socket goes, one writer at a time.
+//!
+//! Stack: a connection thread keeps every stack page it ever touched for
+//! as long as it lives, hours for a WebSocket; [`run`] tells how it stays
+//! within two pages.
 //!
 //! Heartbeat: the read pump reads with a timeout of one heartbeat interval.
 //! A connection silent for one interval is pinged; one silent for two (so
@@ -50,18 +55,19 @@ const SILENT_HEARTBEATS: u32 = 2;
 /// bytes; a large one just takes a few more reads.
 const READ_BUFFER_BYTES: usize = 1024;
 
-/// `GET /ws`: checks the request, answers `101`, and runs the connection on
-/// this thread until it ends. Refusals are plain HTTP: `403` for a foreign
-/// `Origin`, `426` for a request that is not a WebSocket handshake, `400`
-/// for a `Sec-WebSocket-Key` that is not the base64 of 16 bytes, `401`
-/// without a live session.
-pub fn upgrade(
-    mut socket: TcpStream,
+/// `GET /ws`: checks the request, answers `101` and returns the connection,
+/// for the caller to [`run`] on this thread. Refusals are plain HTTP: `403`
+/// for a foreign `Origin`, `426` for a request that is not a WebSocket
+/// handshake, `400` for a `Sec-WebSocket-Key` that is not the base64 of 16
+/// bytes, `401` without a live session. `already_read` holds the bytes
+/// that arrived after the request's head.
+pub fn accept<'a>(
+    socket: TcpStream,
     request: Request,
     already_read: Vec<u8>,
-    hub: &Hub,
+    hub: &'a Hub,
     settings: &Settings,
-) {
+) -> Option<Box<Connection<'a>>> {
     let refusal = if !same_origin(&request) {
         Some(Response::text(403, "cross-origin WebSocket refused"))
     } else if !is_websocket_handshake(&request) {
@@ -77,19 +83,19 @@ pub fn upgrade(
     let after = request.query_param("after").map(|seq| seq.parse::<u64>());
     let session = session::authenticate(&request, hub.store());
     let (key, session) = match (refusal, key, session) {
-        (Some(response), _, _) => return refuse(socket, response),
+        (Some(response), _, _) => return refuse(&socket, response),
         (None, Some(key), _) if !is_valid_key(key) => {
             let why = "Sec-WebSocket-Key must be the base64 of 16 bytes";
-            return refuse(socket, Response::text(400, why));
+            return refuse(&socket, Response::text(400, why));
         }
         (None, _, _) if matches!(after, Some(Err(_))) => {
             let why = "after must be a seq: a whole number";
-            return refuse(socket, Response::text(400, why));
+            return refuse(&socket, Response::text(400, why));
         }
-        (None, _, None) => return refuse(socket, Response::text(401, "log in first")),
+        (None, _, None) => return refuse(&socket, Response::text(401, "log in first")),
         (None, _, Some(session)) if !hub.allow_upgrade(&session.id) => {
             let why = "too many WebSocket connections from this session: wait a moment";
-            return refuse(socket, Response::text(429, why));
+            return refuse(&socket, Response::text(429, why));
         }
         (None, Some(key), Some(session)) => (key, session),
         (None, None, _) => unreachable!("checked by is_websocket_handshake"),
@@ -98,24 +104,23 @@ pub fn upgrade(
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if socket.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let after = after.and_then(Result::ok);
-    let host = session::is_host(&request, &settings.host_key);
+    (&socket).write_all(head.as_bytes()).ok()?;
     let joining = Joining {
         session,
-        after,
-        host,
+        after: after.and_then(Result::ok),
+        host: session::is_host(&request, &settings.host_key),
+        already_read,
     };
-    if let Err(e) = run(socket, already_read, joining, hub, settings) {
-        warn!("cannot start a WebSocket connection: {e}");
-    }
+    Connection::new(socket, joining, hub, settings.heartbeat)
+        .map_err(|e| warn!("cannot start a WebSocket connection: {e}"))
+        .ok()
 }
 
-fn refuse(mut socket: TcpStream, response: Response) {
+/// Answers a refused handshake: no connection.
+fn refuse<T>(mut socket: &TcpStream, response: Response) -> Option<T> {
     let _ = response.write_to(&mut socket, false);
-    http::close_gracefully(&socket);
+    http::close_gracefully(socket);
+    None
 }
 
 fn is_websocket_handshake(request: &Request) -> bool {
@@ -234,9 +239,6 @@ enum Ending {
     Failed(WsError),
 }
 
-/// Runs one upgraded connection to its end, on the calling thread (which
-/// becomes the read pump). `already_read` holds bytes that arrived after the
-/// HTTP request head.
 /// Who is connecting, and from where they resume.
 struct Joining {
     session: Session,
@@ -244,66 +246,40 @@ struct Joining {
     after: Option<u64>,
     /// Whether this is a host's connection.
     host: bool,
+    /// Bytes that arrived after the request's head: the first frames.
+    already_read: Vec<u8>,
 }
 
-fn run(
-    socket: TcpStream,
-    already_read: Vec<u8>,
-    joining: Joining,
-    hub: &Hub,
-    settings: &Settings,
-) -> io::Result<()> {
-    let Joining {
-        session,
-        after,
-        host,
-    } = joining;
-    let peer = socket
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    // One socket (one file descriptor) shared by the read pump and the
-    // outbox: reading and writing a `&TcpStream` from two threads is fine,
-    // as long as only one thread writes at a time.
-    let socket = Arc::new(socket);
-    socket.set_read_timeout(Some(settings.heartbeat))?;
-    let outbox = Outbox::new_held(uuid::Uuid::new_v4(), socket.clone());
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let last_frame = Rc::new(Cell::new(Instant::now()));
-    let half = ReadHalf {
-        socket: socket.clone(),
-        outbox: outbox.clone(),
-        last_frame: last_frame.clone(),
-        silence: settings.heartbeat * SILENT_HEARTBEATS,
-    };
-    let mut ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
-
-    hub.join(&session, outbox.clone(), after, host);
+/// Runs an accepted connection to its end, on the calling thread (which
+/// becomes the read pump).
+///
+/// The stack is the larger part of an idle connection's memory. A page,
+/// once touched, stays resident for the thread's life, so what counts is
+/// the deepest the thread ever went; and glibc keeps the top 4.3 KiB for
+/// itself (the thread's descriptor and thread-locals), which leaves 3.8 KiB
+/// of stack in two pages. So the frames that stay for the whole connection
+/// (the thread's start, `server::handle`, this one and
+/// `Connection::read_pump`) are thin, the connection's state is on the
+/// heap, and each step of the pump is a call of its own (`#[inline(never)]`:
+/// inlined, its locals would join the caller's frame, under every later
+/// call). The deepest calls (the join, a message, a ping, a log line) then
+/// end within the second page. glibc gives an ended thread's stack, pages
+/// resident and all, to a later thread: so the common HTTP requests (a
+/// login, the page, a poll) stay within two pages too, or the WebSocket
+/// that inherits their stack would keep their depth. `make memory`
+/// (`tests/memory.rs`) checks it.
+pub fn run(mut connection: Box<Connection>) {
+    let (hub, outbox) = (connection.hub, &connection.outbox);
+    let session = &connection.session;
+    hub.join(session, outbox.clone(), connection.after, connection.host);
     let registration = Registration {
         hub,
         id: outbox.id(),
     };
-    info!("{peer} {:?} connected", session.name);
-    let ending = read_pump(&mut ws, hub, &session, host, &outbox, settings, &last_frame);
+    info!("{} {:?} connected", connection.peer, session.name);
+    let ending = connection.read_pump();
     drop(registration);
-    match &ending {
-        Ending::Failed(error) => warn!("{peer} {:?} disconnected: {error}", session.name),
-        Ending::WeClosed(code, reason) => {
-            info!("{peer} {:?} closed by us ({code}): {reason}", session.name)
-        }
-        ending => info!("{peer} {:?} disconnected: {ending:?}", session.name),
-    }
-    // What is queued (a close frame, perhaps) still goes out, then the
-    // socket is half-closed.
-    outbox.close();
-    if matches!(ending, Ending::WeClosed(..) | Ending::ClientClosed) {
-        // Let the peer read our close frame and hang up first.
-        crate::http::wait_for_hang_up(&socket);
-    }
-    Ok(())
+    connection.end(ending);
 }
 
 /// A connection's place in the hub, given up when dropped: at the end of
@@ -320,106 +296,204 @@ impl Drop for Registration<'_> {
     }
 }
 
-fn read_pump(
-    ws: &mut WebSocket<ReadHalf>,
-    hub: &Hub,
-    session: &Session,
+/// An accepted connection, as its read pump works with it.
+pub struct Connection<'a> {
+    ws: WebSocket<ReadHalf>,
+    hub: &'a Hub,
+    session: Session,
+    /// The last seq the client saw (`?after=`).
+    after: Option<u64>,
+    /// Whether this is a host's connection.
     host: bool,
-    outbox: &Outbox,
-    settings: &Settings,
-    last_frame: &Cell<Instant>,
-) -> Ending {
-    let mut typing = RateLimit::typing();
-    loop {
-        let message = match ws.read() {
-            Ok(message) => message,
-            Err(WsError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                // A heartbeat interval passed with no whole frame read.
-                let silent = last_frame.get().elapsed();
-                if silent >= settings.heartbeat * SILENT_HEARTBEATS {
-                    close(ws, CloseCode::Away, "no answer to pings");
-                    return Ending::Silent;
-                }
-                if silent >= settings.heartbeat
-                    && ws.send(Message::Ping(Default::default())).is_err()
-                {
-                    return Ending::TooSlow;
-                }
-                continue;
-            }
-            Err(error) => return ending_for(ws, error),
+    peer: SocketAddr,
+    outbox: Outbox,
+    heartbeat: Duration,
+    /// When the last whole frame arrived (the [`ReadHalf`] reads it too).
+    last_frame: Rc<Cell<Instant>>,
+    typing: RateLimit,
+}
+
+impl<'a> Connection<'a> {
+    /// The connection of `joining` over `socket`, on the heap (see [`run`]).
+    #[inline(never)]
+    fn new(
+        socket: TcpStream,
+        joining: Joining,
+        hub: &'a Hub,
+        heartbeat: Duration,
+    ) -> io::Result<Box<Connection<'a>>> {
+        let peer = socket
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        socket.set_read_timeout(Some(heartbeat))?;
+        // One socket (one file descriptor) shared by the read pump and the
+        // outbox: reading and writing a `&TcpStream` from two threads is
+        // fine, as long as only one thread writes at a time.
+        let socket = Arc::new(socket);
+        let outbox = Outbox::new_held(uuid::Uuid::new_v4(), socket.clone());
+        let last_frame = Rc::new(Cell::new(Instant::now()));
+        let half = ReadHalf {
+            socket,
+            outbox: outbox.clone(),
+            last_frame: last_frame.clone(),
+            silence: heartbeat * SILENT_HEARTBEATS,
         };
-        last_frame.set(Instant::now());
-        match message {
-            Message::Text(text) => {
-                debug!("{:?} sent {:?}", session.name, text.as_str());
-                let reply = if hub.allow_message(&session.name) {
-                    handle(hub, session, host, &mut typing, text.as_str()).err()
-                } else {
-                    Some(rate_limited())
-                };
-                if let Some(error) = reply
-                    && outbox.push(&[error.encode()]).is_err()
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let Joining {
+            session,
+            after,
+            host,
+            already_read,
+        } = joining;
+        let ws = WebSocket::from_partially_read(half, already_read, Role::Server, Some(config));
+        Ok(Box::new(Connection {
+            ws,
+            hub,
+            session,
+            after,
+            host,
+            peer,
+            outbox,
+            heartbeat,
+            last_frame,
+            typing: RateLimit::typing(),
+        }))
+    }
+
+    /// Reads frames until the connection ends. Each step is a call of its
+    /// own (reading, pinging, a text frame, an error), made from this thin
+    /// frame (see [`run`]).
+    #[inline(never)]
+    fn read_pump(&mut self) -> Ending {
+        loop {
+            let message = match self.read() {
+                Ok(message) => message,
+                Err(WsError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
-                    return Ending::TooSlow;
+                    // A heartbeat interval passed with no whole frame read.
+                    let silent = self.last_frame.get().elapsed();
+                    if silent >= self.heartbeat * SILENT_HEARTBEATS {
+                        self.close(CloseCode::Away, "no answer to pings");
+                        return Ending::Silent;
+                    }
+                    if silent >= self.heartbeat && !self.ping() {
+                        return Ending::TooSlow;
+                    }
+                    continue;
                 }
+                Err(error) => return self.ending_for(error),
+            };
+            self.last_frame.set(Instant::now());
+            match message {
+                Message::Text(text) => {
+                    if self.text_frame(text.as_str()).is_err() {
+                        return Ending::TooSlow;
+                    }
+                }
+                Message::Binary(_) => {
+                    let why = "binary messages are not supported";
+                    return self.close(CloseCode::Unsupported, why);
+                }
+                // tungstenite has queued its reply; the next read reports the end.
+                Message::Close(_) => {}
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
-            Message::Binary(_) => {
-                return close(
-                    ws,
-                    CloseCode::Unsupported,
-                    "binary messages are not supported",
-                );
-            }
-            // tungstenite has queued its reply; the next read reports the end.
-            Message::Close(_) => {}
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
-}
 
-/// Does what a valid client frame asks; the error goes back to the sender.
-/// Typing notices beyond one per [`TYPING_EVERY`] are dropped silently.
-fn handle(
-    hub: &Hub,
-    session: &Session,
-    host: bool,
-    typing: &mut RateLimit,
-    raw: &str,
-) -> Result<(), ClientError> {
-    match parse_client_frame(raw)? {
-        ClientFrame::Typing { .. } if !typing.allow() => Ok(()),
-        frame => hub.handle(session, host, frame, None),
+    /// The next message (tungstenite's read: a large frame, inlined).
+    #[inline(never)]
+    fn read(&mut self) -> Result<Message, WsError> {
+        self.ws.read()
     }
-}
 
-/// Sorts a read error: ordinary disconnects, and violations answered with a
-/// close frame carrying the RFC 6455 code.
-fn ending_for(ws: &mut WebSocket<ReadHalf>, error: WsError) -> Ending {
-    match error {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::ClientClosed,
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Vanished,
-        WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Full>()) => Ending::TooSlow,
-        WsError::Io(_) => Ending::Vanished,
-        WsError::Capacity(_) => close(ws, CloseCode::Size, "message too large"),
-        WsError::Utf8(_) => close(ws, CloseCode::Invalid, "text frame is not valid UTF-8"),
-        WsError::Protocol(_) => close(ws, CloseCode::Protocol, "WebSocket protocol violation"),
-        other => Ending::Failed(other),
+    /// Pings the peer; `false` if its outbox is full.
+    #[inline(never)]
+    fn ping(&mut self) -> bool {
+        self.ws.send(Message::Ping(Default::default())).is_ok()
     }
-}
 
-/// Sends a close frame; `run` then half-closes and waits for the peer.
-fn close(ws: &mut WebSocket<ReadHalf>, code: CloseCode, reason: &'static str) -> Ending {
-    let _ = ws.close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }));
-    Ending::WeClosed(code, reason)
+    /// A text frame from the client: does what it asks, within the rate
+    /// limits; an error goes back to the sender (`Full` if it cannot).
+    #[inline(never)]
+    fn text_frame(&mut self, raw: &str) -> Result<(), Full> {
+        let name = &self.session.name;
+        debug!("{name:?} sent {raw:?}");
+        let reply = if self.hub.allow_message(name) {
+            self.handle(raw).err()
+        } else {
+            Some(rate_limited())
+        };
+        match reply {
+            Some(error) => self.outbox.push(&[error.encode()]),
+            None => Ok(()),
+        }
+    }
+
+    /// Does what a valid client frame asks; the error goes back to the
+    /// sender. Typing notices beyond one per [`TYPING_EVERY`] are dropped
+    /// silently.
+    fn handle(&mut self, raw: &str) -> Result<(), ClientError> {
+        match parse_client_frame(raw)? {
+            ClientFrame::Typing { .. } if !self.typing.allow() => Ok(()),
+            frame => self.hub.handle(&self.session, self.host, frame, None),
+        }
+    }
+
+    /// Sorts a read error: ordinary disconnects, and violations answered
+    /// with a close frame carrying the RFC 6455 code.
+    #[inline(never)]
+    fn ending_for(&mut self, error: WsError) -> Ending {
+        match error {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::ClientClosed,
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Vanished,
+            WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Full>()) => {
+                Ending::TooSlow
+            }
+            WsError::Io(_) => Ending::Vanished,
+            WsError::Capacity(_) => self.close(CloseCode::Size, "message too large"),
+            WsError::Utf8(_) => self.close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+            WsError::Protocol(_) => self.close(CloseCode::Protocol, "WebSocket protocol violation"),
+            other => Ending::Failed(other),
+        }
+    }
+
+    /// Sends a close frame; [`Connection::end`] then half-closes and waits
+    /// for the peer.
+    #[inline(never)]
+    fn close(&mut self, code: CloseCode, reason: &'static str) -> Ending {
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        Ending::WeClosed(code, reason)
+    }
+
+    /// Logs how the connection ended, sends what is queued (a close frame,
+    /// perhaps), half-closes the socket, and lets the peer hang up first.
+    #[inline(never)]
+    fn end(&self, ending: Ending) {
+        let (peer, name) = (self.peer, &self.session.name);
+        match &ending {
+            Ending::Failed(error) => warn!("{peer} {name:?} disconnected: {error}"),
+            Ending::WeClosed(code, reason) => {
+                info!("{peer} {name:?} closed by us ({code}): {reason}")
+            }
+            ending => info!("{peer} {name:?} disconnected: {ending:?}"),
+        }
+        self.outbox.close();
+        if matches!(ending, Ending::WeClosed(..) | Ending::ClientClosed) {
+            crate::http::wait_for_hang_up(&self.ws.get_ref().socket);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -469,7 +543,6 @@ mod tests {
     #[test]
     fn a_panicking_connection_leaves_the_hub() {
         let hub = Arc::new(Hub::new(Arc::new(MemoryStore::new()), None));
-        hub.start_fan_out().unwrap(); // it makes the welcome `join` waits for
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();

@@ -38,7 +38,6 @@ use crate::rate::{RATE_BURST, RATE_PER_SEC, RateLimits};
 use crate::store::{HISTORY_LEN, Session, Store, Write};
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -117,10 +116,8 @@ pub enum Work {
     Notice(u64, Encoded),
     /// A newcomer (by id) waiting for its `welcome`. The fan-out thread
     /// makes the welcomes of a whole batch of newcomers at once: who is
-    /// online is encoded once for all of them, not once per join. Then it
-    /// tells the newcomer's own thread, waiting in [`Hub::join`], which
-    /// sends it.
-    Welcome(Uuid, SyncSender<()>),
+    /// online is encoded once for all of them, not once per join.
+    Welcome(Uuid),
 }
 
 /// Where a `POST /say` waits for its sender's copy.
@@ -289,7 +286,7 @@ impl Hub {
             Deliver(Delivery),
             Stored,
             Notice(u64, Encoded),
-            Welcome(Uuid, SyncSender<()>),
+            Welcome(Uuid),
         }
         let mut writes: Vec<Write> = Vec::new();
         let mut replies: Vec<Option<Reply>> = Vec::new();
@@ -303,7 +300,7 @@ impl Hub {
                 }
                 Work::Deliver(delivery) => Slot::Deliver(delivery),
                 Work::Notice(number, frame) => Slot::Notice(number, frame),
-                Work::Welcome(id, made) => Slot::Welcome(id, made),
+                Work::Welcome(id) => Slot::Welcome(id),
             });
         }
         if !writes.is_empty() {
@@ -319,16 +316,14 @@ impl Hub {
         let mut notices: Vec<(u64, Encoded)> = Vec::new();
         let mut slice = PRESENCE_SLICE;
         let mut newcomers: Vec<Uuid> = Vec::new();
-        let mut welcomes_made: Vec<SyncSender<()>> = Vec::new();
         for slot in order {
             match slot {
                 Slot::Notice(number, frame) => {
                     notices.push((number, frame));
                     continue;
                 }
-                Slot::Welcome(id, made) => {
+                Slot::Welcome(id) => {
                     newcomers.push(id);
-                    welcomes_made.push(made);
                     continue;
                 }
                 // Anything else: the notices before it go first.
@@ -400,18 +395,16 @@ impl Hub {
             Unfinished::Behind => Some(COME_BACK_AFTER),
             Unfinished::SliceSpent => Some(Duration::ZERO),
         };
-        room.welcome(&newcomers);
+        let welcomed = room.welcome(&newcomers);
         room.wake_polls();
         let stored = room.stored;
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
         self.stored.notify_all();
-        // Their welcome is first in their queues now: each newcomer's own
-        // thread sends it (`Hub::join`). Not this one: a class arriving
-        // means thousands of welcomes listing everyone (100 MiB at 5,000
-        // people), and a room message sent meanwhile must not wait for them.
-        for made in welcomes_made {
-            let _ = made.send(());
+        // Their welcome is first in their queues now: send it, and what
+        // their join queued behind it (outside the lock: this is I/O).
+        for outbox in welcomed {
+            outbox.release();
         }
         Prepared {
             deliveries,
@@ -473,12 +466,10 @@ impl Hub {
 
     /// Registers a new connection (by its outbox's id) and queues its first
     /// frames in its outbox, which must be held: `history` and `offline`
-    /// now, and the fan-out thread puts the `welcome` before them (see
-    /// [`Work::Welcome`]). Returns once the welcome is made (by the fan-out
-    /// thread, which must be running), having released the outbox: sent
-    /// what waits in it, on the calling thread.
-    /// With `after` (the last seq the client saw), the history holds only
-    /// what came later. Tells everyone else when the name comes online.
+    /// now, and the fan-out thread puts the `welcome` before them and
+    /// releases the outbox (see [`Work::Welcome`]). With `after` (the last
+    /// seq the client saw), the history holds only what came later. Tells
+    /// everyone else when the name comes online.
     pub fn join(&self, session: &Session, outbox: Outbox, after: Option<u64>, host: bool) {
         let id = outbox.id();
         let name = session.name.as_str();
@@ -488,7 +479,6 @@ impl Hub {
         // `offline` too, and left out of `private`.
         let conversation = self.store.conversation(name);
         let offline = self.store.take_inbox(name);
-        let (welcome_made, welcome) = sync_channel(1);
         let wait_for = self.update(|room, out| {
             let was_online = room.is_online(name);
             *room.local.entry(name.to_string()).or_default() += 1;
@@ -523,7 +513,7 @@ impl Hub {
             };
             let offline = encode(&ServerFrame::Offline { messages: &offline });
             outbox.queue_held(&[history, offline]); // the welcome goes first
-            out.push(Work::Welcome(id, welcome_made));
+            out.push(Work::Welcome(id));
             room.announce(name, was_online, out);
             self.publish_presence(room, name);
             room.inbox_waits.get(name).copied()
@@ -548,13 +538,6 @@ impl Hub {
                     );
                 }
             });
-        }
-        // The fan-out thread makes the welcome, with all the others of its
-        // batch; this thread sends it. A batch lost to a panic drops the
-        // sender: no welcome will come, so the connection ends.
-        match welcome.recv() {
-            Ok(()) => outbox.release(),
-            Err(_) => outbox.kick(),
         }
     }
 
@@ -592,14 +575,8 @@ impl Hub {
     ) -> Result<(), ClientError> {
         let from = session.name.as_str();
         match frame {
-            ClientFrame::Say { text, file } => {
-                let file = self.attachment(file)?;
-                self.say(from, text, file, reply)
-            }
-            ClientFrame::Whisper { to, text, file } => {
-                let file = self.attachment(file)?;
-                self.whisper(from, &to, text, file, reply)
-            }
+            ClientFrame::Say { text, file } => self.say(from, text, file, reply),
+            ClientFrame::Whisper { to, text, file } => self.whisper(from, &to, text, file, reply),
             ClientFrame::Delete { id } => self.delete(from, &id),
             ClientFrame::Host(action) => self.host_action(from, host, action),
             ClientFrame::Typing { to } => {
@@ -651,9 +628,10 @@ impl Hub {
         &self,
         from: &str,
         text: String,
-        file: Option<FileRef>,
+        file: Option<String>,
         reply: Option<Reply>,
     ) -> Result<(), ClientError> {
+        let file = self.attachment(file)?;
         let message = RoomMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
@@ -683,16 +661,31 @@ impl Hub {
         from: &str,
         to: &str,
         text: String,
-        file: Option<FileRef>,
+        file: Option<String>,
         reply: Option<Reply>,
     ) -> Result<(), ClientError> {
         // Ask the store before taking the lock: it may do I/O. `to` is
         // compared by its key: the message goes to the name's display form.
+        let file = self.attachment(file)?;
         let Some(to) = self.known_name(to) else {
             let reason = format!("Nobody called {to:?} is here or has claimed that name.");
             return Err(ClientError::new(ErrorCode::UnknownUser, reason));
         };
-        let to = to.as_str();
+        self.send_private(from, &to, text, file, reply)
+    }
+
+    /// [`Hub::whisper`] to a known name. A call of its own, whose large
+    /// frame is not under the store's lookups (a connection thread keeps
+    /// the deepest stack page it touched: see `connection::run`).
+    #[inline(never)]
+    fn send_private(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+        file: Option<FileRef>,
+        reply: Option<Reply>,
+    ) -> Result<(), ClientError> {
         let message = PrivateMessage {
             id: Uuid::new_v4().to_string(),
             seq: 0, // given by the store
@@ -1500,11 +1493,11 @@ impl Room {
     }
 
     /// Makes the `welcome` of each newcomer of a batch and queues it first
-    /// in its (held) outbox. Who is online is encoded once for the whole
-    /// batch.
-    fn welcome(&mut self, newcomers: &[Uuid]) {
+    /// in its (held) outbox; returns those outboxes, to be released. Who is
+    /// online is encoded once for the whole batch.
+    fn welcome(&mut self, newcomers: &[Uuid]) -> Vec<Outbox> {
         if newcomers.is_empty() {
-            return;
+            return Vec::new();
         }
         let users: Arc<[u8]> = serde_json::to_vec(&self.everyone())
             .expect("names serialize")
@@ -1521,6 +1514,7 @@ impl Room {
             })
             .collect();
         let banned: Vec<&str> = self.banned.iter().map(String::as_str).collect();
+        let mut welcomed = Vec::with_capacity(newcomers.len());
         for id in newcomers {
             let Some(client) = self.clients.get(id) else {
                 continue; // gone already
@@ -1537,6 +1531,7 @@ impl Room {
             client
                 .outbox
                 .queue_first_held(&encode_welcome(&welcome, &users));
+            welcomed.push(client.outbox.clone());
         }
         let since = self.notices;
         for id in newcomers {
@@ -1544,6 +1539,7 @@ impl Room {
                 client.since = Some(since);
             }
         }
+        welcomed
     }
 
     /// Decides that `frame` goes to every client `to` selects (none: no

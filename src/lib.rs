@@ -77,11 +77,10 @@
 //! `leave` is only numbered (`Work::Notice`) and a newcomer only queued for
 //! its `welcome` (`Work::Welcome`); the fan-out thread decides once per
 //! batch who gets which notices (coalesced, and at most a slice of them per
-//! batch) and makes the batch's welcomes with who-is-online encoded once;
-//! each newcomer's own thread, waiting in `Hub::join`, then sends its
-//! welcome. So a class arriving at once costs the hub lock little per join,
-//! each connection one push per batch, and a room message sent meanwhile
-//! waits for one slice of the storm, not for all of it.
+//! batch) and makes the batch's welcomes with who-is-online encoded once.
+//! So a class arriving at once costs the hub lock little per join, each
+//! connection one push per batch, and a room message sent meanwhile waits
+//! for one slice of the storm's notices, not for all of them.
 //!
 //! A private message takes the same path, to the connections of its sender
 //! and recipient (or into the recipient's inbox in the store). With several

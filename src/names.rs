@@ -8,10 +8,11 @@
 //! apart.
 //!
 //! Passwords are kept only as argon2id hashes (a slow, salted hash: a
-//! stolen Redis does not give them away), made and checked on the login's
-//! own thread. Concurrency rule: [`HASHING`] lets one hash run at a time,
-//! so a burst of logins queues up behind it instead of taking both cores
-//! from the fan-out thread; no other lock is held meanwhile.
+//! stolen Redis does not give them away), made and checked on a thread of
+//! their own (`hashing`) while the request's thread waits. Concurrency
+//! rule: [`HASHING`] lets one hash run at a time, so a burst of logins
+//! queues up behind it instead of taking both cores from the fan-out
+//! thread; no other lock is held meanwhile.
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -96,12 +97,12 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 /// The argon2id hash of `password`, with a fresh random salt, as a PHC
 /// string (`$argon2id$v=19$...`).
 pub fn hash_password(password: &str) -> String {
-    lower_priority();
-    let _one_at_a_time = crate::lock(&HASHING);
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .expect("argon2 with default parameters hashes any password")
-        .to_string()
+    hashing(|| {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .expect("argon2 with default parameters hashes any password")
+            .to_string()
+    })
 }
 
 /// Whether `password` matches a hash made by [`hash_password`].
@@ -109,11 +110,39 @@ pub fn password_matches(password: &str, hash: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
-    lower_priority();
+    hashing(|| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Runs `hash` on a thread of its own, at the lowest priority, one hash at
+/// a time. Not on the request's thread: argon2 goes some 15 KiB deep into
+/// the stack, and glibc gives an ended thread's stack, pages resident and
+/// all, to a later connection thread, perhaps a WebSocket's that keeps them
+/// for hours (see `connection::run`). A thread of the default size never
+/// lends its stack to a connection's (eight times smaller). Should no
+/// thread start, the hash runs here.
+fn hashing<T: Send>(hash: impl Fn() -> T + Sync) -> T {
     let _one_at_a_time = crate::lock(&HASHING);
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("hashing".into())
+            .spawn_scoped(scope, || {
+                lower_priority();
+                hash()
+            });
+        match spawned {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => {
+                lower_priority();
+                hash()
+            }
+        }
+    })
 }
 
 /// Lets the chat's threads run first while this one works (a password

@@ -92,8 +92,10 @@ impl State {
         let n = n.min(self.queue.len());
         let taken: Vec<Encoded> = self.queue.drain(..n).collect();
         self.notices -= taken.iter().filter(|f| f.notice().is_some()).count();
-        if self.queue.is_empty() && self.queue.capacity() > BATCH_FRAMES {
-            self.queue = VecDeque::new(); // a storm's worth: give it back
+        if self.queue.is_empty() {
+            // Its room too (256 bytes after the opening frames, a storm's
+            // worth after a storm): most outboxes never queue again.
+            self.queue = VecDeque::new();
         }
         taken
     }

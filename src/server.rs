@@ -19,7 +19,7 @@
 //! | `GET /login`     | the login form (`/login.html`: `303 /login`) |
 //! | `POST /login`    | [`login`]: `303` + cookies; `400` bad name or password length, `409` claimed, `403` wrong password or banned, `429` too many wrong passwords or new sessions |
 //! | `POST /logout`   | end the session, close its WebSockets, expire the cookies, `303 /login` |
-//! | `GET /ws`        | `connection::upgrade`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
+//! | `GET /ws`        | `connection::accept`: `403` foreign Origin, `426` not a handshake, `400` bad key, `401` no session, else `101` |
 //! | `GET /healthz`   | JSON counts, `"ok"` or `"degraded"` |
 //! | `GET /join`      | [`join_page`]: the projector page, a QR code of [`join_url`] (no session) |
 //! | `GET /join.svg`  | that QR code alone (no session) |
@@ -36,7 +36,7 @@
 
 use crate::cluster::{self, Publisher};
 use crate::config::{Config, QrMode};
-use crate::connection::{self, Settings};
+use crate::connection::{self, Connection, Settings};
 use crate::files::{self, FileLimits, UploadCounts};
 use crate::guard::Guard;
 use crate::http::{self, ReadError, Request, Response};
@@ -443,18 +443,47 @@ fn refuse_busy(mut socket: TcpStream, guard: &Guard) {
     let _ = Response::text(503, "lanchat is full, try again later").write_to(&mut socket, false);
 }
 
-/// One connection's thread: read a request, answer it.
-fn handle(mut socket: TcpStream, shared: &Shared) {
+/// One connection's thread: read a request and answer it; an accepted
+/// `GET /ws` then goes on as that WebSocket's read pump, on this thread,
+/// once the frames that answered the request are gone (why:
+/// `connection::run`).
+fn handle(socket: TcpStream, shared: &Shared) {
+    if let Some(connection) = answer(socket, shared) {
+        connection::run(connection);
+    }
+}
+
+/// Reads a request and answers it. An accepted `GET /ws` is answered
+/// `101`, and its connection returned, to run.
+#[inline(never)]
+fn answer(mut socket: TcpStream, shared: &Shared) -> Option<Box<Connection<'_>>> {
     let _ = socket.set_nodelay(true); // we batch writes ourselves
+    let (request, rest) = read(&mut socket, shared)?;
+    if request.path == "/ws" && request.method == "GET" {
+        return connection::accept(socket, request, rest, &shared.hub, &shared.settings);
+    }
+    respond(&mut socket, request, rest, shared);
+    None
+}
+
+/// Reads a request (and the bytes after its head), or answers why not.
+#[inline(never)]
+fn read(socket: &mut TcpStream, shared: &Shared) -> Option<(Request, Vec<u8>)> {
     let peer = socket
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let (request, rest) = match http::read_request(&mut socket) {
+    let (request, rest) = match http::read_request(socket) {
         Ok(read) => read,
-        Err(ReadError::Closed) => return,
-        Err(ReadError::TimedOut) => return debug!("{peer}: request head timed out"),
-        Err(ReadError::Io(e)) => return debug!("{peer}: {e}"),
+        Err(ReadError::Closed) => return None,
+        Err(ReadError::TimedOut) => {
+            debug!("{peer}: request head timed out");
+            return None;
+        }
+        Err(ReadError::Io(e)) => {
+            debug!("{peer}: {e}");
+            return None;
+        }
         Err(error) => {
             let response = match error {
                 ReadError::HeadTooLarge => Response::text(431, "request head too large"),
@@ -462,46 +491,41 @@ fn handle(mut socket: TcpStream, shared: &Shared) {
                 ReadError::Malformed(why) => Response::text(400, why),
                 _ => unreachable!("handled above"),
             };
-            let _ = response.write_to(&mut socket, false);
-            http::close_gracefully(&socket);
-            return;
+            let _ = response.write_to(socket, false);
+            http::close_gracefully(socket);
+            return None;
         }
     };
     debug!("{peer} {} {}", request.method, request.path);
     if let Err(refusal) = shared.guard.check_host(&request) {
-        let _ = refusal.write_to(&mut socket, false);
-        http::close_gracefully(&socket);
-        return;
+        let _ = refusal.write_to(socket, false);
+        http::close_gracefully(socket);
+        return None;
     }
-    if request.path == "/ws" && request.method == "GET" {
-        return connection::upgrade(socket, request, rest, &shared.hub, &shared.settings);
-    }
+    Some((request, rest))
+}
+
+/// Answers a request to any route but `/ws`.
+#[inline(never)]
+fn respond(socket: &mut TcpStream, request: Request, rest: Vec<u8>, shared: &Shared) {
     let key = &shared.settings.host_key;
     let body_read = rest.len() as u64; // of an upload's body, with the head
     let response = match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/files") => {
             let (limits, counts) = (shared.file_limits, &shared.upload_counts);
-            files::upload(
-                &request,
-                rest,
-                &mut socket,
-                &shared.hub,
-                limits,
-                counts,
-                key,
-            )
+            files::upload(&request, rest, socket, &shared.hub, limits, counts, key)
         }
         ("GET" | "HEAD", path) if path.starts_with("/files/") => {
-            files::download(&request, &shared.hub, &socket)
+            files::download(&request, &shared.hub, socket)
         }
         _ => route(&request, shared),
     };
-    let _ = response.write_to(&mut socket, request.method == "HEAD");
+    let _ = response.write_to(socket, request.method == "HEAD");
     // A refused upload whose body was not read (not a 408: that one was).
     if request.path == "/files" && response.status >= 400 && response.status != 408 {
-        files::drain_refused(&request, body_read, &mut socket);
+        files::drain_refused(&request, body_read, socket);
     }
-    http::close_gracefully(&socket);
+    http::close_gracefully(socket);
 }
 
 fn route(request: &Request, shared: &Shared) -> Response {

@@ -128,6 +128,14 @@ impl Drop for Server {
     }
 }
 
+/// A number from the environment (a long test's size), else `default`.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `condition` until it holds; panics with `what` after [`TIMEOUT`].
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
