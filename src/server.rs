@@ -320,9 +320,11 @@ fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
 
 /// What one connection takes from the machine, beyond its memory: a file
 /// descriptor, a thread (two while a write pump runs), and each thread a
-/// process id and two memory mappings (its stack and the guard page below).
+/// process id and four memory mappings: its stack and the guard page
+/// below it, and the small stack Rust gives each thread for the signal
+/// that reports a stack overflow, with its own guard page.
 const THREADS_PER_CONNECTION: u64 = 2;
-const MAPS_PER_THREAD: u64 = 2;
+const MAPS_PER_THREAD: u64 = 4;
 /// What lanchat uses besides its connections (files, threads, mappings of
 /// the program and its libraries), with room to spare.
 const BASELINE: u64 = 1000;
