@@ -1908,6 +1908,11 @@ mod tests {
             filled += 1;
             assert!(filled < 1000, "a loopback socket holds less than 60 MB");
         }
+        // And 18 MB more: the kernel grows a socket's send buffer (to 4 MB
+        // by default), and the write pump must not catch up meanwhile.
+        for _ in 0..300 {
+            outbox.push(std::slice::from_ref(&big)).unwrap();
+        }
         for i in 0..50 {
             hub.relay_presence("server-2", &format!("r{i:02}"), vec!["s".into()], false);
             if i % 2 == 0 {
