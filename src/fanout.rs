@@ -52,6 +52,9 @@ pub struct Prepared {
     /// when it has more to send at once, [`COME_BACK_AFTER`] when it waits
     /// for slow clients to catch up.
     pub come_back: Option<Duration>,
+    /// Held outboxes to release once the deliveries are sent: newcomers,
+    /// whose welcomes are large; a message of the batch goes first.
+    pub release: Vec<Outbox>,
 }
 
 /// The queue between the hub and the fan-out thread, of the hub's work
@@ -134,7 +137,11 @@ impl<W: Send + 'static> FanOut<W> {
             let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let prepared = prepare(batch);
                 again = prepared.come_back;
-                send(prepared.deliveries)
+                let slow = send(prepared.deliveries);
+                for outbox in prepared.release {
+                    outbox.release();
+                }
+                slow
             }));
             match sent {
                 Ok(slow) if !slow.is_empty() => drop_slow(slow),

@@ -266,6 +266,7 @@ impl Hub {
                 None => Prepared {
                     deliveries: Vec::new(),
                     come_back: None,
+                    release: Vec::new(),
                 },
             },
             move |slow| {
@@ -401,14 +402,13 @@ impl Hub {
         room.inbox_waits.retain(|_, accepted| *accepted > stored);
         drop(room);
         self.stored.notify_all();
-        // Their welcome is first in their queues now: send it, and what
-        // their join queued behind it (outside the lock: this is I/O).
-        for outbox in welcomed {
-            outbox.release();
-        }
+        // Their welcome is first in their queues now: the fan-out thread
+        // sends it, and what their join queued behind it, once it has sent
+        // this batch's deliveries (outside the lock: this is I/O).
         Prepared {
             deliveries,
             come_back,
+            release: welcomed,
         }
     }
 

@@ -77,7 +77,8 @@
 //! `leave` is only numbered (`Work::Notice`) and a newcomer only queued for
 //! its `welcome` (`Work::Welcome`); the fan-out thread decides once per
 //! batch who gets which notices (coalesced, and at most a slice of them per
-//! batch) and makes the batch's welcomes with who-is-online encoded once.
+//! batch) and makes the batch's welcomes with who-is-online encoded once
+//! (sent once the batch's deliveries are).
 //! So a class arriving at once costs the hub lock little per join, each
 //! connection one push per batch, and a room message sent meanwhile waits
 //! for one slice of the storm's notices, not for all of them.
