@@ -192,10 +192,18 @@ struct ReadHalf {
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.last_frame.get().elapsed() >= self.silence {
-            return Err(io::ErrorKind::TimedOut.into());
+        loop {
+            if self.last_frame.get().elapsed() >= self.silence {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            match (&*self.socket).read(buf) {
+                // Linux ends a read that has a timeout with EINTR when the
+                // process is stopped and continued (Ctrl-Z, then `fg`), or
+                // a debugger attaches: no reason to hang up on anyone.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => return read,
+            }
         }
-        (&*self.socket).read(buf)
     }
 }
 

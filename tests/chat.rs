@@ -380,3 +380,41 @@ fn typing_is_relayed_and_throttled() {
     assert_eq!(bob.recv_skipping_presence()["type"], "mode");
     assert_eq!(bob.recv_skipping_presence()["text"], "marker 3");
 }
+
+/// A server stopped and continued (Ctrl-Z, then `fg`, in the teacher's
+/// terminal) keeps its connections: Linux ends a blocking read that has a
+/// timeout with `EINTR` when the process is continued, and that is no
+/// reason to hang up on anyone.
+#[test]
+fn a_stopped_and_continued_server_keeps_its_connections() {
+    let server = Server::start(&[]);
+    let (mut alice, _) = Client::join(&server, "alice");
+    let (mut bob, _) = Client::join(&server, "bob");
+    alice.recv_type("join");
+    let pid = server.child.id().to_string();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command's closing parenthesis.
+        stat.rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .next()
+    };
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    wait_for("the server stopped", || state() == Some('T'));
+    signal("-CONT");
+    wait_for("the server running again", || state() != Some('T'));
+
+    alice.say("still here");
+    assert_eq!(bob.recv_type("message")["text"], "still here");
+    assert_eq!(server.connections(), 2, "nobody was dropped");
+}
