@@ -117,9 +117,8 @@ pub fn accept<'a>(
 }
 
 /// Answers a refused handshake: no connection.
-fn refuse<T>(mut socket: &TcpStream, response: Response) -> Option<T> {
-    let _ = response.write_to(&mut socket, false);
-    http::close_gracefully(socket);
+fn refuse<T>(socket: &TcpStream, response: Response) -> Option<T> {
+    http::refuse(socket, &response);
     None
 }
 

@@ -45,6 +45,7 @@ pub struct Delivery {
 }
 
 /// What the hub's `prepare` made of a batch.
+#[derive(Default)]
 pub struct Prepared {
     /// To send now, in order.
     pub deliveries: Vec<Delivery>,

@@ -320,6 +320,13 @@ fn reason(status: u16) -> &'static str {
 /// How long [`wait_for_hang_up`] waits for the peer to finish.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// Answers a request refused before its route (a bad head, a foreign
+/// `Host`, a refused handshake) and closes the connection gracefully.
+pub fn refuse(mut socket: &TcpStream, response: &Response) {
+    let _ = response.write_to(&mut socket, false);
+    close_gracefully(socket);
+}
+
 /// Half-closes `socket` (our side is done) and waits for the peer to hang up.
 pub fn close_gracefully(socket: &TcpStream) {
     let _ = socket.shutdown(std::net::Shutdown::Write);

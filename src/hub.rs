@@ -263,11 +263,7 @@ impl Hub {
         self.fan_out.start(
             move |work| match for_prepare.upgrade() {
                 Some(hub) => hub.prepare(work),
-                None => Prepared {
-                    deliveries: Vec::new(),
-                    come_back: None,
-                    release: Vec::new(),
-                },
+                None => Prepared::default(),
             },
             move |slow| {
                 if let Some(hub) = for_slow.upgrade() {
@@ -1967,6 +1963,7 @@ mod tests {
         let mut run: Vec<(u64, Encoded)> = (1..=10)
             .map(|n| (n, encode_notice(&format!("n{n}"), true, false, 1)))
             .collect();
+        // Who was given how many notices.
         let told = |deliveries: &[Delivery]| -> Vec<(Uuid, usize)> {
             let each = deliveries
                 .iter()

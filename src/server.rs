@@ -495,15 +495,13 @@ fn read(socket: &mut TcpStream, shared: &Shared) -> Option<(Request, Vec<u8>)> {
                 ReadError::Malformed(why) => Response::text(400, why),
                 _ => unreachable!("handled above"),
             };
-            let _ = response.write_to(socket, false);
-            http::close_gracefully(socket);
+            http::refuse(socket, &response);
             return None;
         }
     };
     debug!("{peer} {} {}", request.method, request.path);
     if let Err(refusal) = shared.guard.check_host(&request) {
-        let _ = refusal.write_to(socket, false);
-        http::close_gracefully(socket);
+        http::refuse(socket, &refusal);
         return None;
     }
     Some((request, rest))

@@ -391,28 +391,10 @@ fn a_stopped_and_continued_server_keeps_its_connections() {
     let (mut alice, _) = Client::join(&server, "alice");
     let (mut bob, _) = Client::join(&server, "bob");
     alice.recv_type("join");
-    let pid = server.child.id().to_string();
-    let state = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The state follows the command's closing parenthesis.
-        stat.rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .next()
-    };
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {name}");
-    };
-    signal("-STOP");
-    wait_for("the server stopped", || state() == Some('T'));
-    signal("-CONT");
-    wait_for("the server running again", || state() != Some('T'));
+    server.signal("STOP");
+    wait_for("the server stopped", || server.state() == "T");
+    server.signal("CONT");
+    wait_for("the server running again", || server.state() != "T");
 
     alice.say("still here");
     assert_eq!(bob.recv_type("message")["text"], "still here");

@@ -776,10 +776,20 @@ impl Server {
         self.status_field("VmRSS:")
     }
 
+    /// Its state, as `ps` shows it: `R` running, `S` asleep, `T` stopped.
+    pub fn state(&self) -> String {
+        self.status_value("State:")
+    }
+
     fn status_field(&self, field: &str) -> usize {
+        self.status_value(field).parse().unwrap()
+    }
+
+    /// The first word after `field` in `/proc/PID/status`.
+    fn status_value(&self, field: &str) -> String {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        line.split_whitespace().nth(1).unwrap().to_string()
     }
 
     /// Sends a signal (e.g. "TERM") to the server process.
